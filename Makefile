@@ -1,0 +1,31 @@
+# `make demo` and `make test` work on a fresh machine: each sets up .venv and the data first.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,tensorboard]'
+	touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist when running as root; otherwise say how to get it.
+data:
+	@if [ -f $(FMNIST)/train-images-idx3-ubyte.gz ] || [ -n "$$RESNET_DATA" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+	else echo "Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist' or set RESNET_DATA"; fi
+
+demo: setup data
+	$(VENV)/bin/resnet models
+
+test: setup data
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
