@@ -41,6 +41,113 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_FLAGS = {  # command-line flag -> config key
+    "model": "model.name", "data": "data.name", "data_root": "data.root", "epochs": "epochs",
+    "iterations": "iterations", "batch_size": "batch_size", "lr": "optim.lr", "out": "out",
+    "train_limit": "data.train_limit", "seed": "seed", "device": "device", "precision": "precision",
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import load_config, parse_override, set_dotted, to_dict, build, validate, Config
+    from .train.trainer import TrainingStopped, config_for_resume, train
+
+    overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    if args.epochs is not None and args.iterations is None:
+        overrides["iterations"] = None  # --epochs wins over an iteration-based recipe
+    if args.resume:
+        if args.config:
+            raise UserError("--resume continues a run with its own config.yaml; drop --config")
+        data = to_dict(config_for_resume(args.resume, args.out))
+        for key, value in overrides.items():
+            set_dotted(data, key, value)
+        for text in args.set or []:
+            set_dotted(data, *parse_override(text))
+        cfg = validate(build(Config, data))
+    else:
+        cfg = load_config(args.config, overrides, args.set)
+    try:
+        train(cfg, resume=args.resume)
+    except TrainingStopped as exc:
+        print(f"resnet: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .train.config import RECIPE_DIR, list_recipes
+
+    rows = []
+    for name in list_recipes():
+        first = (RECIPE_DIR / f"{name}.yaml").read_text().splitlines()[0].lstrip("# ").strip()
+        rows.append([name, first])
+    print(format_table(["recipe", "source"], rows, align="ll"))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import evaluate_model
+    from .plots import plot_confusion
+
+    ev = evaluate_model(args.path, data=args.data, data_root=args.data_root, tta=args.tta,
+                        batch_size=args.batch_size, device=args.device)
+    r = ev.result
+    target = Path(args.path)
+    out_dir = Path(args.out) if args.out else (target if target.is_dir() else target.parent)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_confusion(r.confusion.numpy(), ev.card.classes, out_dir / "confusion.png",
+                   title=f"{ev.card.architecture} on {ev.data}: top-1 {r.top1:.2f}%")
+    if args.json:
+        print(json.dumps(ev.to_dict(), indent=2))
+        return 0
+    rows = [[c["class"], c["count"], f"{c['accuracy']:.2f}"] for c in ev.to_dict()["per_class"]]
+    print(format_table(["class", "images", "accuracy %"], rows, align="lrr"))
+    print(f"\n{ev.card.architecture} on {ev.data} test set ({r.count:,} images, tta {ev.tta}): top-1 {r.top1:.2f}%  "
+          f"top-5 {r.top5:.2f}%  loss {r.loss:.4f}")
+    print(f"confusion matrix: {out_dir / 'confusion.png'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from .modelcard import load_model_and_card
+    from .predict import predict_files, torch_backend
+
+    model, card = load_model_and_card(args.model_path)
+    results = predict_files(torch_backend(model), card, args.paths, topk=args.topk)
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "label", "prob", "error"])
+        for r in results:
+            if "error" in r:
+                writer.writerow([r["path"], "", "", "", r["error"]])
+            for rank, t in enumerate(r.get("top", []), 1):
+                writer.writerow([r["path"], rank, t["label"], f"{t['prob']:.6f}", ""])
+    else:
+        rows = []
+        for r in results:
+            if "error" in r:
+                rows.append([r["path"], f"error: {r['error']}", "", ""])
+                continue
+            best, *rest = r["top"]
+            rows.append([r["path"], best["label"], f"{best['prob']:.4f}",
+                         ", ".join(f"{t['label']} {t['prob']:.3f}" for t in rest)])
+        print(format_table(["file", "prediction", "prob", "next"], rows, align="llrl"))
+    failed = sum("error" in r for r in results)
+    if failed:
+        print(f"resnet: error: {failed} of {len(results)} file(s) could not be read as images (see above); the "
+              f"others were predicted", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resnet", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"resnet {__version__}")
@@ -55,6 +162,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
     p.add_argument("--num-classes", type=int)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a model with a recipe (default: ResNet-20 on Fashion-MNIST)",
+                       description="Train with a YAML recipe; every field can be overridden with --set key=value.")
+    p.add_argument("--config", metavar="FILE|RECIPE", help="YAML file or shipped recipe name (see `resnet recipes`)")
+    p.add_argument("--model", help="model name (see `resnet models`)")
+    p.add_argument("--data", help="fashion-mnist | mnist | cifar10 | cifar100 | imagefolder:PATH")
+    p.add_argument("--data-root", help="folder holding the data set files")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--iterations", type=int, help="train for exactly this many steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, help="per process; the global batch is this x processes")
+    p.add_argument("--lr", type=float, help="peak learning rate at the recipe's batch size (scaled linearly)")
+    p.add_argument("--out", help="run directory (default: runs/<recipe>)")
+    p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", help="auto | fp32 | bf16 | fp16")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
+                   "--set optim.weight_decay=5e-4 (repeatable)")
+    p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, a run directory, or the "
+                   "newest valid checkpoint in --out (auto)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
+    p.add_argument("path", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--data", help="data set (default: the one the model was trained on)")
+    p.add_argument("--data-root")
+    p.add_argument("--tta", default="none", choices=["none", "flip", "10crop"], help="test-time augmentation")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="folder for confusion.png (default: the run directory)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (top1, top5, per_class, ...)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="class probabilities for image files or folders")
+    p.add_argument("model_path", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("recipes", help="list the shipped training recipes")
+    p.set_defaults(func=cmd_recipes)
     return parser
 
 
@@ -65,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"resnet: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("resnet: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

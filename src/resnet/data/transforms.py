@@ -1,0 +1,36 @@
+"""torchvision transform presets for file-based data: the paper's / torchvision's train and eval pipelines."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from ..train.config import DataConfig
+
+
+def _to_tensor(mean, std) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+
+
+def train_transform(cfg: DataConfig, mean, std) -> v2.Compose:
+    """Random-resized crop + flip (paper Sec. 3.4 / torchvision), optional auto-augment and random erasing."""
+    ops: list = [v2.RandomResizedCrop(cfg.image_size, scale=(cfg.min_scale, 1.0), antialias=True)]
+    if cfg.flip:
+        ops.append(v2.RandomHorizontalFlip())
+    policy = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
+              "autoaugment": v2.AutoAugment}.get(cfg.auto_augment or "")
+    if policy is not None:
+        ops.append(policy())
+    ops += _to_tensor(mean, std)
+    if cfg.random_erasing:
+        ops.append(v2.RandomErasing(p=cfg.random_erasing))
+    return v2.Compose(ops)
+
+
+def eval_transform(resize: int | list[int], crop: int | None, mean, std) -> v2.Compose:
+    """Resize (shorter side to ``resize``, or exactly to [H, W]), then centre-crop ``crop`` (if any), normalise."""
+    size = list(resize) if isinstance(resize, (list, tuple)) else resize
+    ops: list = [v2.ToImage(), v2.Resize(size, antialias=True)]
+    if crop:
+        ops.append(v2.CenterCrop(crop))
+    return v2.Compose(ops + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])

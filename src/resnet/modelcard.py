@@ -1,0 +1,148 @@
+"""A trained model on disk: ``model.safetensors`` (weights) + ``model.json`` (the card: architecture, classes, input
+size, preprocessing). Everything that rebuilds a model from a run (eval, predict, export) goes through here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import UserError
+from .models import create_model
+
+
+@dataclass
+class ModelCard:
+    architecture: str
+    model_kwargs: dict  # create_model(architecture, **model_kwargs) rebuilds it (num_classes, in_chans, ...)
+    classes: list[str]
+    input_size: list[int]  # [C, H, W] the model was trained at
+    mean: list[float]
+    std: list[float]
+    resize: int | list[int]  # evaluation preprocessing: shorter side (int) or exact [H, W]
+    crop: int | None = None  # then a centre crop of this size (file-based sets), or none
+    dataset: str = ""
+    weights: str = "final"  # final | ema
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def build(self) -> nn.Module:
+        return create_model(self.architecture, **self.model_kwargs)
+
+
+def save_model(model: nn.Module, card: ModelCard, directory: Path, stem: str = "model") -> Path:
+    """Write ``stem.safetensors`` and ``stem.json`` into ``directory`` (atomically each)."""
+    from .train.checkpoint import atomic_write
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = directory / f"{stem}.safetensors"
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata={"architecture": card.architecture, "format": "pt"})
+    tmp.replace(path)
+    atomic_write(directory / f"{stem}.json", lambda f: f.write(card.to_json().encode()))
+    return path
+
+
+def _card_beside(weights: Path) -> ModelCard:
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        raise UserError(f"{weights} has no model card {card_path.name} beside it; copy it from the run directory")
+    try:
+        return ModelCard.from_dict(json.loads(card_path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise UserError(f"model card {card_path} is damaged ({exc}); copy it again from the run directory") from None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """State dict from a .safetensors file or a checkpoint (.pt, read with weights_only=True)."""
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"weights file {path} is truncated or corrupt ({exc}); export it again") from None
+    from .train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    return checkpoint_weights(ckpt, ckpt.get("card", {}).get("weights", "final"))
+
+
+def checkpoint_weights(ckpt: dict, which: str = "final") -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint: the EMA copy (an AveragedModel's ``module.*``) when ``which`` is "ema"."""
+    if which == "ema" and ckpt.get("ema"):
+        return {k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    return ckpt["model"]
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, reset_head: bool = False) -> None:
+    """Load ``state`` strictly, explaining an architecture or class-count mismatch in one sentence.
+    ``reset_head`` keeps the model's own classifier (fine-tuning on a new label set)."""
+    if reset_head:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not (reset_head and k.startswith("fc."))]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise UserError(f"{source} holds weights for a different architecture ({len(missing)} missing keys, e.g. "
+                        f"{(missing or unexpected)[0]!r}); pick the model it was trained as")
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            if key == "fc.weight":
+                raise UserError(f"{source} has {value.shape[0]} classes but the model has {own[key].shape[0]}; use "
+                                f"--num-classes {value.shape[0]}, or fine-tune with a new head (--set reset_head=true)")
+            if key == "conv1.weight" or key.startswith("conv1.0."):
+                raise UserError(f"{source} expects {value.shape[1]} input channels but the model has "
+                                f"{own[key].shape[1]}; set model.kwargs.in_chans={value.shape[1]} to match")
+            raise UserError(f"{source} holds weights for a different architecture ({key}: {tuple(value.shape)} vs "
+                            f"{tuple(own[key].shape)}); pick the model it was trained as")
+    model.load_state_dict(state, strict=not reset_head)
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A run directory -> its model.safetensors; files are returned as given."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "model.safetensors", path / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"{path} holds no model.safetensors or checkpoints/last.pt; give a run directory of "
+                        f"`resnet train` or a weights file")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; give a run directory, a checkpoint (.pt) or weights (.safetensors)")
+    return path
+
+
+def load_model_and_card(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Rebuild a trained model (eval mode) and its card from a run directory, checkpoint or safetensors file."""
+    path = resolve_model_path(path)
+    if path.suffix == ".safetensors":
+        card = _card_beside(path)
+        state = read_weights(path)
+    else:
+        from .train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        if "card" not in ckpt:
+            raise UserError(f"{path} has no model card; give the run directory or a checkpoint of `resnet train`")
+        card = ModelCard.from_dict(ckpt["card"])
+        state = checkpoint_weights(ckpt, card.weights)
+    model = card.build()
+    load_into(model, state, str(path))
+    return model.to(device).eval(), card
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The trained model of a run directory, checkpoint or .safetensors file, in eval mode."""
+    return load_model_and_card(path, device)[0]

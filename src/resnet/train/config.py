@@ -1,0 +1,330 @@
+"""The training configuration: one dataclass tree, read from a YAML recipe plus command-line overrides, and
+validated before any work is done (unknown keys get the nearest valid key suggested; bad values one sentence)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_RECIPE = "fashion-mnist-resnet20"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet20"
+    kwargs: dict = field(default_factory=dict)  # passed to create_model: shortcut, zero_init_residual, ...
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"  # fashion-mnist | mnist | cifar10 | cifar100 | imagefolder:PATH
+    root: str | None = None  # where to look first; then $RESNET_DATA, ~/.cache/resnet, /usr/share/datasets
+    val_split: float = 0.0  # held out of the training set: 0 none, <1 a fraction, >=1 a number of examples
+    train_limit: int | None = None  # train on the first N examples only (quick runs)
+    crop_padding: int = 4  # in-memory sets: pad-and-crop augmentation (pixels; 0 = off)
+    flip: bool = True  # random horizontal flip
+    random_erasing: float = 0.0  # probability per image (Zhong et al. 2017)
+    image_size: int = 224  # file-based sets: training crop (and evaluation crop unless eval_crop is set)
+    eval_resize: int = 256  # file-based sets: shorter side before the centre crop
+    eval_crop: int | None = None  # file-based sets: evaluation centre crop (torchvision V2: train 176, eval 224)
+    min_scale: float = 0.08  # file-based sets: random-resized-crop smallest area fraction
+    auto_augment: str | None = None  # file-based sets: trivialaugment | randaugment | autoaugment
+    mixup: float = 0.0  # Beta(alpha, alpha) of MixUp; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off
+    workers: int = 2  # file-based sets: data-loader worker processes
+    bad_images: str = "error"  # file-based sets: error | skip (files that fail to decode)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | nesterov | adamw
+    lr: float = 0.1  # peak learning rate at lr_batch_size; scaled linearly with the global batch
+    lr_batch_size: int | None = None  # the global batch `lr` is quoted for; None = the recipe's batch_size
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    no_decay_bn_bias: bool = False  # no weight decay on BN parameters and biases
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "step"  # step | cosine | onecycle | constant
+    milestones: list[float] = field(default_factory=list)  # step: epochs at which lr is multiplied by gamma
+    milestone_iters: list[int] = field(default_factory=list)  # step: the same in iterations (paper CIFAR recipe)
+    gamma: float = 0.1
+    min_lr_factor: float = 0.0  # cosine: final lr as a fraction of the peak
+    pct_start: float = 0.25  # onecycle: fraction of the run spent rising
+    warmup_epochs: float = 0.0  # warm-up in front of any schedule
+    warmup_iters: int = 0  # the same in iterations (added to warmup_epochs)
+    warmup_mode: str = "linear"  # linear (from warmup_factor to 1) | constant (warmup_factor, then 1: paper ResNet-110)
+    warmup_factor: float = 0.1
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    epochs: int | None = 30  # ignored when iterations is set
+    iterations: int | None = None  # train for exactly this many optimizer steps
+    batch_size: int = 128  # per process; the global batch is batch_size x world size
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of the exponential moving average of weights (0 = off), e.g. 0.999
+    ema_every: int = 1  # update the EMA every N steps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bit-exact reruns and resumes
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU threads per process (None = torch's default)
+    sync_bn: bool = False  # SyncBatchNorm across processes
+    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
+    log_every: int = 50  # steps between training-error records in steps.jsonl
+    checkpoint_every: int = 0  # steps between checkpoints, besides every epoch end (0 = epoch ends only)
+    keep_checkpoints: int = 2  # step checkpoints kept besides last.pt and best.pt
+    test_tta: str = "none"  # final test: none | flip
+    init_from: str | None = None  # start from these weights (.safetensors, checkpoint .pt, or a run directory)
+    reset_head: bool = False  # with init_from: keep a fresh classifier (fine-tuning on another label set)
+    out: str | None = None  # run directory (default runs/<recipe>, numbered if taken)
+    recipe: str | None = None  # name of the recipe this config came from (informational)
+
+
+# ----------------------------------------------------------------------------------------------- YAML and overrides
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A shipped recipe name (``cifar10-resnet56-paper``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"config file {name_or_path} does not exist; give a YAML file or a recipe name "
+                            f"from `resnet recipes`")
+        return path
+    candidate = RECIPE_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    close = difflib.get_close_matches(name_or_path, list_recipes(), n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `resnet recipes` to list them."
+    raise UserError(f"unknown recipe {name_or_path!r}; {hint}")
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def read_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
+    """Read a recipe as a plain dict, following ``base:`` (a recipe it extends) recursively."""
+    path = recipe_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys to values")
+    name = data.get("recipe", path.stem)
+    base = data.pop("base", None)
+    if base:
+        if base in _seen:
+            raise UserError(f"recipe {path} extends itself through {base!r}")
+        data = merge(read_recipe(base, _seen + (base,)), data)
+    data["recipe"] = name
+    return data
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge ``override`` into a copy of ``base``; nested mappings merge, anything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "kwargs":
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """``set_dotted(d, "optim.lr", 0.05)``; ``model.kwargs.shortcut`` reaches into free-form dicts too."""
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UserError(f"cannot set {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=0.05"`` -> ("optim.lr", 0.05); the value is read as YAML (numbers, true/false, [lists], null)."""
+    if "=" not in text:
+        raise UserError(f"--set expects key=value, got {text!r}; e.g. --set optim.lr=0.05")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+# ------------------------------------------------------------------------------------------------------ validation
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted for floats); one sentence on mismatch."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a section of keys, not {value!r}")
+        return build(tp, value, where + ".")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where} must be a list, e.g. [30, 60], not {value!r}")
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping, not {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise UserError(f"{where} must be a whole number, not {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise UserError(f"{where} must be text, not {value!r}")
+        return str(value)
+    return value
+
+
+def build(cls, data: dict, prefix: str = ""):
+    """Construct dataclass ``cls`` from ``data``, rejecting unknown keys with the nearest valid one."""
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types_:
+            close = difflib.get_close_matches(key, list(types_), n=1, cutoff=0.5)
+            hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(types_)}."
+            raise UserError(f"unknown config key {prefix}{key!r}; {hint}")
+        kwargs[key] = _coerce(value, types_[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise UserError(message)
+
+
+def validate(cfg: Config) -> Config:
+    """Value checks that types cannot express; called before any data is read or any file written."""
+    from ..data.datasets import check_dataset_name
+    from ..models import model_info
+
+    model_info(cfg.model.name)
+    check_dataset_name(cfg.data.name)
+    _check(cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}")
+    _check(cfg.iterations is not None or cfg.epochs is not None, "set epochs or iterations")
+    _check(cfg.epochs is None or cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}")
+    _check(cfg.iterations is None or cfg.iterations >= 1, f"iterations must be at least 1, got {cfg.iterations}")
+    _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
+    _check(cfg.optim.lr_batch_size is None or cfg.optim.lr_batch_size >= 1, "optim.lr_batch_size must be positive")
+    _check(cfg.optim.name in ("sgd", "nesterov", "adamw"), f"optim.name must be sgd, nesterov or adamw, "
+                                                           f"not {cfg.optim.name!r}")
+    _check(0 <= cfg.optim.momentum < 1, f"optim.momentum must be in [0, 1), got {cfg.optim.momentum}")
+    _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
+    _check(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two "
+                                                                                    "numbers in [0, 1)")
+    s = cfg.schedule
+    _check(s.name in ("step", "cosine", "onecycle", "constant"), f"schedule.name must be step, cosine, onecycle "
+                                                                 f"or constant, not {s.name!r}")
+    _check(s.warmup_mode in ("linear", "constant"), f"schedule.warmup_mode must be linear or constant, "
+                                                    f"not {s.warmup_mode!r}")
+    _check(0 < s.gamma <= 1, f"schedule.gamma must be in (0, 1], got {s.gamma}")
+    _check(0 < s.warmup_factor <= 1, f"schedule.warmup_factor must be in (0, 1], got {s.warmup_factor}")
+    _check(s.warmup_epochs >= 0 and s.warmup_iters >= 0, "warm-up lengths must be >= 0")
+    _check(0 < s.pct_start < 1, f"schedule.pct_start must be in (0, 1), got {s.pct_start}")
+    _check(0 <= s.min_lr_factor <= 1, f"schedule.min_lr_factor must be in [0, 1], got {s.min_lr_factor}")
+    _check(all(m > 0 for m in s.milestones + s.milestone_iters), "schedule milestones must be positive")
+    d = cfg.data
+    _check(d.val_split >= 0, f"data.val_split must be >= 0, got {d.val_split}")
+    _check(d.train_limit is None or d.train_limit >= 1, f"data.train_limit must be at least 1, got {d.train_limit}")
+    _check(d.crop_padding >= 0, f"data.crop_padding must be >= 0, got {d.crop_padding}")
+    _check(0 <= d.random_erasing <= 1, f"data.random_erasing must be a probability, got {d.random_erasing}")
+    _check(d.mixup >= 0 and d.cutmix >= 0, "data.mixup and data.cutmix must be >= 0")
+    _check(d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
+    eval_crop = d.eval_crop or d.image_size
+    _check(d.image_size >= 8 and eval_crop >= 8, "data.image_size and data.eval_crop must be at least 8")
+    _check(d.eval_resize >= eval_crop, f"data.eval_resize ({d.eval_resize}) must be >= the evaluation crop "
+                                       f"({eval_crop})")
+    _check(0 < d.min_scale <= 1, f"data.min_scale must be in (0, 1], got {d.min_scale}")
+    _check(d.bad_images in ("error", "skip"), f"data.bad_images must be error or skip, not {d.bad_images!r}")
+    _check(d.auto_augment in (None, "trivialaugment", "randaugment", "autoaugment"),
+           f"data.auto_augment must be trivialaugment, randaugment or autoaugment, not {d.auto_augment!r}")
+    _check(0 <= cfg.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    _check(0 <= cfg.ema < 1, f"ema must be a decay in [0, 1), e.g. 0.999, got {cfg.ema}")
+    _check(cfg.ema_every >= 1, "ema_every must be at least 1")
+    _check(cfg.precision in ("auto", "fp32", "bf16", "fp16"), f"precision must be auto, fp32, bf16 or fp16, "
+                                                               f"not {cfg.precision!r}")
+    _check(cfg.grad_clip >= 0, f"grad_clip must be >= 0, got {cfg.grad_clip}")
+    _check(cfg.eval_every >= 1 and cfg.log_every >= 1, "eval_every and log_every must be at least 1")
+    _check(cfg.checkpoint_every >= 0 and cfg.keep_checkpoints >= 0, "checkpoint_every and keep_checkpoints must "
+                                                                    "be >= 0")
+    _check(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
+    _check(cfg.test_tta in ("none", "flip"), f"test_tta must be none or flip, not {cfg.test_tta!r}")
+    return cfg
+
+
+def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = None,
+                sets: list[str] | None = None) -> Config:
+    """Recipe (default: the Fashion-MNIST ResNet-20 recipe) + ``overrides`` (dotted keys) + ``--set`` strings."""
+    data = read_recipe(recipe or DEFAULT_RECIPE)
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
+    for text in sets or []:
+        set_dotted(data, *parse_override(text))
+    return validate(build(Config, data))
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a saved (resolved) config, e.g. from a checkpoint or a run's config.yaml."""
+    return validate(build(Config, data))
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

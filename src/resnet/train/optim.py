@@ -1,0 +1,71 @@
+"""Optimizer, parameter groups and learning-rate schedules, built from torch.optim and its schedulers.
+
+Every schedule steps once per iteration, so milestones given in epochs and in iterations (the paper's CIFAR recipe:
+/10 at 32k and 48k) mean the same thing, and a resume mid-epoch continues the curve exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+
+from .config import Config, OptimConfig, ScheduleConfig
+
+
+def scaled_lr(cfg: Config, world_size: int = 1) -> float:
+    """Linear scaling rule (Goyal et al. 2017): lr x global batch / the batch the recipe's lr was set for."""
+    reference = cfg.optim.lr_batch_size or cfg.batch_size
+    return cfg.optim.lr * cfg.batch_size * world_size / reference
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) -> list[dict]:
+    """One group, or two when BN parameters and biases (every parameter of fewer than 2 dims) skip weight decay."""
+    if not no_decay_bn_bias:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias)
+    if cfg.name in ("sgd", "nesterov"):
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.name == "nesterov")
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int,
+                    total_steps: int) -> lr_scheduler.LRScheduler:
+    """Warm-up (linear or constant, in epochs and/or iterations) followed by step, cosine, one-cycle or constant."""
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)) + cfg.warmup_iters, max(total_steps - 1, 0))
+    main_steps = max(total_steps - warmup, 1)
+    if cfg.name == "step":
+        milestones = sorted({int(round(m * steps_per_epoch)) for m in cfg.milestones} | set(cfg.milestone_iters))
+        main = lr_scheduler.MultiStepLR(optimizer, [m - warmup for m in milestones if m > warmup], gamma=cfg.gamma)
+    elif cfg.name == "cosine":
+        base = optimizer.param_groups[0]["lr"]
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=base * cfg.min_lr_factor)
+    elif cfg.name == "onecycle":
+        main = lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                       total_steps=main_steps + 1, pct_start=cfg.pct_start, cycle_momentum=False)
+    else:
+        main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup == 0:
+        return main
+    if cfg.warmup_mode == "linear":
+        first = lr_scheduler.LinearLR(optimizer, start_factor=cfg.warmup_factor, end_factor=1.0, total_iters=warmup)
+    else:
+        first = lr_scheduler.ConstantLR(optimizer, factor=cfg.warmup_factor, total_iters=warmup)
+    return lr_scheduler.SequentialLR(optimizer, [first, main], milestones=[warmup])
+
+
+def total_steps_for(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
+    """(optimizer steps, epochs) of a run: ``iterations`` when set, else ``epochs`` full epochs."""
+    if cfg.iterations is not None:
+        return cfg.iterations, math.ceil(cfg.iterations / steps_per_epoch)
+    return cfg.epochs * steps_per_epoch, cfg.epochs

@@ -1,0 +1,85 @@
+"""Recipes and overrides: every shipped recipe loads, unknown keys get a suggestion, bad values one sentence."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from resnet.errors import UserError
+from resnet.train.config import list_recipes, load_config, read_recipe, save_config, config_from_dict, to_dict
+
+RECIPES = ["fashion-mnist-resnet20", "fashion-mnist-resnet20-long", "cifar10-resnet20-paper",
+           "cifar10-resnet32-paper", "cifar10-resnet44-paper", "cifar10-resnet56-paper", "cifar10-resnet110-paper",
+           "imagenet-resnet50-paper", "imagenet-resnet50-modern"]
+
+
+def test_every_recipe_is_shipped_and_loads():
+    assert set(RECIPES) <= set(list_recipes())
+    for name in list_recipes():
+        cfg = load_config(name)
+        assert cfg.recipe == name
+
+
+def test_default_recipe_is_resnet20_on_fashion_mnist():
+    cfg = load_config()
+    assert (cfg.model.name, cfg.data.name) == ("resnet20", "fashion-mnist")
+
+
+def test_paper_cifar_recipe_is_the_paper_schedule():
+    cfg = load_config("cifar10-resnet110-paper")
+    assert cfg.model.name == "resnet110"
+    assert (cfg.batch_size, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (128, 0.1, 0.9, 1e-4)
+    assert cfg.iterations == 64000 and cfg.schedule.milestone_iters == [32000, 48000]
+    assert (cfg.data.crop_padding, cfg.data.flip) == (4, True)
+    assert (cfg.schedule.warmup_iters, cfg.schedule.warmup_mode, cfg.schedule.warmup_factor) == (400, "constant", 0.1)
+    assert load_config("cifar10-resnet56-paper").schedule.warmup_iters == 0
+
+
+def test_imagenet_paper_recipe():
+    cfg = load_config("imagenet-resnet50-paper")
+    assert (cfg.epochs, cfg.batch_size, cfg.optim.lr, cfg.schedule.milestones) == (90, 256, 0.1, [30, 60])
+    assert (cfg.data.image_size, cfg.data.eval_resize) == (224, 256)
+
+
+def test_overrides_and_set():
+    cfg = load_config("fashion-mnist-resnet20", {"optim.lr": 0.05, "batch_size": 64},
+                      ["schedule.name=cosine", "data.flip=false", "model.kwargs.shortcut=B", "schedule.milestones=[1, 2]"])
+    assert cfg.optim.lr == 0.05 and cfg.batch_size == 64 and cfg.schedule.name == "cosine"
+    assert cfg.data.flip is False and cfg.model.kwargs == {"shortcut": "B"}
+    assert cfg.schedule.milestones == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("sets,match", [
+    (["optim.lrr=0.1"], "did you mean optim.lr"),
+    (["epoch=3"], "did you mean epochs"),
+    (["optim.lr=-1"], "optim.lr must be positive"),
+    (["batch_size=0"], "batch_size must be at least 1"),
+    (["epochs=0"], "epochs must be at least 1"),
+    (["batch_size=abc"], "batch_size must be a whole number"),
+    (["data.flip=3"], "data.flip must be true or false"),
+    (["precision=fp8"], "precision must be"),
+    (["model.name=resnet51"], "unknown model .resnet51.; did you mean .*resnet50"),
+    (["data.name=fashionmnist"], "did you mean fashion-mnist"),
+    (["schedule.name=linear"], "schedule.name must be"),
+])
+def test_bad_values_are_one_sentence(sets, match):
+    with pytest.raises(UserError, match=match) as info:
+        load_config(None, None, sets)
+    assert "\n" not in str(info.value)
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config("cifar10-resnet110-paper")
+    save_config(cfg, tmp_path / "config.yaml")
+    again = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
+    assert to_dict(again) == to_dict(cfg)
+
+
+def test_recipe_base_inheritance_and_user_file(tmp_path):
+    assert read_recipe("cifar10-resnet56-paper")["iterations"] == 64000
+    f = tmp_path / "mine.yaml"
+    f.write_text("base: fashion-mnist-resnet20\nepochs: 2\noptim:\n  lr: 0.3\n")
+    cfg = load_config(str(f))
+    assert cfg.epochs == 2 and cfg.optim.lr == 0.3 and cfg.optim.name == load_config().optim.name
+    with pytest.raises(UserError, match="unknown recipe"):
+        load_config("cifar10-resnet57-paper")

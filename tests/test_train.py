@@ -1,0 +1,45 @@
+"""A real (short) training run on Fashion-MNIST: what it writes, and that it learns."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import yaml
+
+import resnet
+from resnet.train.log import read_jsonl
+
+
+def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
+    run = trained_run.run_dir
+    assert trained_run.results["test_top1"] > 80.0, trained_run.results  # 10k held-out test images
+    for name in ("config.yaml", "metrics.jsonl", "steps.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "model.safetensors", "model.json", "curves.png", "results.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for key in ("epoch", "train_loss", "train_error", "val_loss", "val_top1", "val_top5", "lr", "img_per_s",
+                "seconds"):
+        assert key in records[-1]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["eval_set"] == "val"
+    steps = read_jsonl(run / "steps.jsonl")
+    assert [s["step"] for s in steps][:3] == [20, 40, 60]
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["name"] == "resnet20" and cfg["epochs"] == 3
+    results = json.loads((run / "results.json").read_text())
+    assert results["test_count"] == 10_000
+
+
+def test_load_model_rebuilds_the_trained_model(trained_run):
+    run = trained_run.run_dir
+    model = resnet.load_model(run)
+    assert not model.training
+    card = json.loads((run / "model.json").read_text())
+    assert card["classes"][0] == "T-shirt/top" and card["input_size"] == [1, 28, 28]
+    from_ckpt = resnet.load_model(run / "checkpoints" / "last.pt")
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), from_ckpt(x), atol=1e-5)
