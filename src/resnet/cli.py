@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-from .errors import UserError
+from .errors import TrainingStopped, UserError
 from .table import format_table, human
 
 
@@ -49,8 +49,18 @@ TRAIN_FLAGS = {  # command-line flag -> config key
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train.config import load_config, parse_override, set_dotted, to_dict, build, validate, Config
-    from .train.trainer import TrainingStopped, config_for_resume, train
+    from .train import distributed
+    from .train.config import Config, build, load_config, parse_override, set_dotted, to_dict, validate
+    from .train.trainer import config_for_resume, train
+
+    if args.nproc and args.nproc > 1 and not distributed.launched_by_torchrun():
+        argv, skip = [], False
+        for arg in args.argv:  # the same command line, less --nproc, for every worker
+            if skip or arg == "--nproc" or arg.startswith("--nproc="):
+                skip = arg == "--nproc"
+                continue
+            argv.append(arg)
+        return distributed.launch(args.nproc, argv)
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     if args.epochs is not None and args.iterations is None:
@@ -66,11 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = validate(build(Config, data))
     else:
         cfg = load_config(args.config, overrides, args.set)
-    try:
-        train(cfg, resume=args.resume)
-    except TrainingStopped as exc:
-        print(f"resnet: {exc}", file=sys.stderr)
-        return exc.exit_code
+    train(cfg, resume=args.resume)
     return 0
 
 
@@ -115,11 +121,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
 
-    from .modelcard import load_model_and_card
-    from .predict import predict_files, torch_backend
+    from .export import load_predictor
+    from .predict import predict_files
 
-    model, card = load_model_and_card(args.model_path)
-    results = predict_files(torch_backend(model), card, args.paths, topk=args.topk)
+    backend, card = load_predictor(args.model_path, args.backend)
+    results = predict_files(backend, card, args.paths, topk=args.topk)
     if args.format == "json":
         print(json.dumps(results, indent=2))
     elif args.format == "csv":
@@ -145,6 +151,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"resnet: error: {failed} of {len(results)} file(s) could not be read as images (see above); the "
               f"others were predicted", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    report = export_model(args.path, args.format, out=args.out, batch=args.batch, opset=args.opset,
+                          quantize=args.quantize, verify_images=args.verify_images, calib_images=args.calib_images,
+                          images=args.images, data_root=args.data_root, log=lambda msg: print(msg, flush=True))
+    print(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, {report.format})")
+    if report.verification:
+        print(report.verification)
+    q = report.quantization
+    if q:
+        print(f"wrote {q.path} ({q.int8_bytes / 1e6:.1f} MB, int8; fp32 {q.fp32_bytes / 1e6:.1f} MB)")
+        print(f"int8 vs fp32 ONNX on {q.test_images} test images: top-1 agreement {100 * q.top1_agreement:.2f}%")
+        if q.fp32_top1 is not None:
+            print(f"test top-1: fp32 {q.fp32_top1:.2f}%  int8 {q.int8_top1:.2f}%")
+        else:
+            print("test accuracy not measured: --images has no class folders")
+    return 0
+
+
+def cmd_degradation(args: argparse.Namespace) -> int:
+    from .experiments.degradation import degradation
+    from .train.config import parse_override
+
+    extra = dict(parse_override(text) for text in args.set or [])
+    if args.iterations:
+        extra["iterations"] = args.iterations
+    if args.train_limit:
+        extra["data.train_limit"] = args.train_limit
+    result = degradation(args.profile, data=args.data, depths=args.depths, seeds=args.seeds, out=args.out,
+                         extra=extra)
+    out = result["out"]
+    print(f"figure: {out}/degradation.png   tables: {out}/results.md, {out}/results.json")
     return 0
 
 
@@ -182,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--set optim.weight_decay=5e-4 (repeatable)")
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, a run directory, or the "
                    "newest valid checkpoint in --out (auto)")
+    p.add_argument("--nproc", type=int, metavar="N", help="train in N processes on this machine (DDP through "
+                   "torchrun; one GPU each on CUDA)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
@@ -200,7 +244,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="onnxruntime runs an exported .onnx (MODEL may be the .onnx file or a run directory "
+                        "holding model.onnx)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a trained model to ONNX (verified, optionally int8), TorchScript or "
+                                      "safetensors")
+    p.add_argument("path", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--format", default="onnx", help="onnx | torchscript | safetensors (default: onnx)")
+    p.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt / model.safetensors in "
+                                 "the run directory)")
+    p.add_argument("--batch", default="dynamic", help="dynamic (default) or a fixed batch size N")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--quantize", metavar="int8", help="also write an int8 model (X.int8.onnx), statically "
+                   "quantized on real training images, and report its agreement and test accuracy")
+    p.add_argument("--verify-images", type=int, default=500, metavar="N",
+                   help="real test images for the ONNX vs PyTorch check (default: 500)")
+    p.add_argument("--calib-images", type=int, default=500, metavar="N",
+                   help="real training images to calibrate --quantize on (default: 500)")
+    p.add_argument("--images", metavar="DIR", help="real images for verification and calibration (needed for "
+                   "models trained on image folders that are not on this machine)")
+    p.add_argument("--data-root", help="folder holding the data set files")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("degradation", help="the paper's experiment: plain vs residual nets of growing depth",
+                       description="Train plain-N and ResNet-N for every depth with the same recipe and seeds; "
+                                   "write degradation.png, results.md and results.json. Rerunning skips finished "
+                                   "runs and resumes unfinished ones.")
+    p.add_argument("--profile", default="quick", choices=["quick", "paper"],
+                   help="quick: Fashion-MNIST, ~30 min on 2 CPU cores; paper: the paper's 64k-iteration CIFAR schedule")
+    p.add_argument("--data", help="data set (default: the profile's)")
+    p.add_argument("--depths", type=int, nargs="+", metavar="N", help="depths from 20 32 44 56 110")
+    p.add_argument("--seeds", type=int, default=1, help="runs per net (mean ± std)")
+    p.add_argument("--out", help="study directory (default: runs/degradation-<profile>-<data>)")
+    p.add_argument("--iterations", type=int, help="override the profile's training length")
+    p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any training config field")
+    p.set_defaults(func=cmd_degradation)
 
     p = sub.add_parser("recipes", help="list the shipped training recipes")
     p.set_defaults(func=cmd_recipes)
@@ -208,11 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except UserError as exc:
         print(f"resnet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TrainingStopped as exc:
+        print(f"resnet: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("resnet: interrupted", file=sys.stderr)

@@ -8,3 +8,12 @@ class UserError(ValueError):
     """A mistake in the user's input; the message says what and what to do."""
 
     exit_code = 2
+
+
+class TrainingStopped(Exception):
+    """Training ended early on purpose (SIGINT / SIGTERM) after writing a checkpoint; the message says how to resume.
+    ``exit_code`` is 128 + the signal number (130, 143)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -58,6 +58,8 @@ def _memory_bundle(cfg, device, rank, world, channels_last) -> DataBundle:
         train, val = train.subset(keep), train.subset(held)
     if d.train_limit:
         train = train.subset(torch.arange(min(d.train_limit, len(train))))
+    if d.test_limit:
+        test = test.subset(torch.arange(min(d.test_limit, len(test))))
     _check_batch(len(train), cfg.batch_size, world)
     mean, std = dataset_stats(d.name)
     common = dict(device=device, mean=mean, std=std, rank=rank, world=world, channels_last=channels_last)
@@ -95,6 +97,8 @@ def _folder_bundle(cfg, device, rank, world, channels_last, in_chans: int, log=p
         train_samples = [train_samples[i] for i in keep]
     if d.train_limit:
         train_samples = train_samples[:d.train_limit]
+    if d.test_limit:
+        test_samples = test_samples[:d.test_limit]
     splits = {"train": train_samples, "val": val_samples or [], "test": test_samples}
     bad = scan_images([s for part in splits.values() for s in part], mode, workers=max(d.workers, 2))
     if bad:

@@ -210,7 +210,7 @@ def split_holdout(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, to
     """Seeded split of range(n) into (train, val); ``val_split`` < 1 is a fraction, >= 1 a count."""
     n_val = int(round(val_split * n)) if val_split < 1 else int(val_split)
     if not 0 < n_val < n:
-        raise UserError(f"data.val_split={val_split} leaves {n - n_val} training and {n_val} validation examples "
+        raise UserError(f"data.val_split={val_split:g} leaves {n - n_val} training and {n_val} validation examples "
                         f"out of {n}; choose a value between 0 and {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
     return perm[n_val:].sort().values, perm[:n_val].sort().values

@@ -31,6 +31,7 @@ class DataConfig:
     root: str | None = None  # where to look first; then $RESNET_DATA, ~/.cache/resnet, /usr/share/datasets
     val_split: float = 0.0  # held out of the training set: 0 none, <1 a fraction, >=1 a number of examples
     train_limit: int | None = None  # train on the first N examples only (quick runs)
+    test_limit: int | None = None  # evaluate on the first N test examples only (quick runs; results say how many)
     crop_padding: int = 4  # in-memory sets: pad-and-crop augmentation (pixels; 0 = off)
     flip: bool = True  # random horizontal flip
     random_erasing: float = 0.0  # probability per image (Zhong et al. 2017)
@@ -49,7 +50,7 @@ class DataConfig:
 class OptimConfig:
     name: str = "sgd"  # sgd | nesterov | adamw
     lr: float = 0.1  # peak learning rate at lr_batch_size; scaled linearly with the global batch
-    lr_batch_size: int | None = None  # the global batch `lr` is quoted for; None = the recipe's batch_size
+    lr_batch_size: int | None = None  # the global batch `lr` is quoted for (set to the recipe's batch_size if absent)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     no_decay_bn_bias: bool = False  # no weight decay on BN parameters and biases
@@ -219,6 +220,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise UserError(f"{where} must be a whole number, not {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as text; accept it as the number it is
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where} must be a number, not {value!r}")
         return float(value)
@@ -280,6 +286,7 @@ def validate(cfg: Config) -> Config:
     d = cfg.data
     _check(d.val_split >= 0, f"data.val_split must be >= 0, got {d.val_split}")
     _check(d.train_limit is None or d.train_limit >= 1, f"data.train_limit must be at least 1, got {d.train_limit}")
+    _check(d.test_limit is None or d.test_limit >= 1, f"data.test_limit must be at least 1, got {d.test_limit}")
     _check(d.crop_padding >= 0, f"data.crop_padding must be >= 0, got {d.crop_padding}")
     _check(0 <= d.random_erasing <= 1, f"data.random_erasing must be a probability, got {d.random_erasing}")
     _check(d.mixup >= 0 and d.cutmix >= 0, "data.mixup and data.cutmix must be >= 0")
@@ -310,6 +317,11 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
                 sets: list[str] | None = None) -> Config:
     """Recipe (default: the Fashion-MNIST ResNet-20 recipe) + ``overrides`` (dotted keys) + ``--set`` strings."""
     data = read_recipe(recipe or DEFAULT_RECIPE)
+    # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
+    # linear scaling rule applies to the override (and to more processes) rather than moving with it.
+    optim = data.setdefault("optim", {})
+    if isinstance(optim, dict) and optim.get("lr_batch_size") is None:
+        optim["lr_batch_size"] = data.get("batch_size", Config.batch_size)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
     for text in sets or []:

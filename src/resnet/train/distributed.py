@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,24 @@ class DistEnv:
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def elastic_restart() -> bool:
+    """True when torchrun (--max-restarts) restarted the worker group after a failure."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """``resnet train --nproc N ...``: run ``python -m resnet <argv>`` in N processes through torch.distributed.run
+    (torchrun), on this machine, and return its exit status."""
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(["--nproc-per-node", str(nproc), "--standalone", "-m", "resnet", *argv])
+    try:
+        run(args)
+    except Exception as exc:  # a worker failed: torchrun has already printed its error
+        return getattr(exc, "exit_code", 1) or 1
+    return 0
 
 
 def init_distributed(device: torch.device) -> DistEnv:
@@ -73,3 +92,55 @@ def barrier() -> None:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the global batch of all processes, on CPU (gloo), where
+    torch.nn.SyncBatchNorm does not run. Sums are reduced in float64 with a differentiable all-reduce, so the
+    gradient flows through the shared statistics exactly as in one process with the whole batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        xd = x.double()
+        local = torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)),
+                           torch.tensor([x.numel() / c], dtype=torch.float64, device=x.device)])
+        total = all_reduce(local)
+        n = total[-1]
+        mean = total[:c] / n
+        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
+                unbiased = var * n / (n - 1).clamp_min(1)
+                self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        inv = torch.rsqrt(var + self.eps)
+        scale, shift = inv, -mean * inv
+        if self.affine:
+            scale, shift = scale * self.weight.double(), shift * self.weight.double() + self.bias.double()
+        out = xd * scale.view(1, c, 1, 1) + shift.view(1, c, 1, 1)
+        return out.to(x.dtype).contiguous(memory_format=torch.channels_last
+                                          if x.is_contiguous(memory_format=torch.channels_last) and not
+                                          x.is_contiguous() else torch.contiguous_format)
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Global-batch BN statistics: torch's SyncBatchNorm on CUDA, :class:`CPUSyncBatchNorm` on CPU
+    (same parameters and buffers, so state dicts and checkpoints are unchanged)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = CPUSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)
+            sync.load_state_dict(child.state_dict())
+            sync.to(device=child.weight.device, memory_format=torch.channels_last)
+            setattr(model, name, sync)
+        else:
+            convert_sync_batchnorm(child, device)
+    return model

@@ -4,7 +4,7 @@ the confusion matrix over a whole set, counted exactly once across processes).""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -47,7 +47,6 @@ class Meter:
     loss: float = 0.0
     errors: float = 0.0
     count: int = 0
-    _loss: list = field(default_factory=list)
 
     def add(self, loss: torch.Tensor, errors: torch.Tensor, n: int) -> None:
         self.loss += float(loss) * n
@@ -79,7 +78,7 @@ def train_one_epoch(ctx: TrainContext, batches: Iterable, on_step: Callable[[Met
             logits = ctx.model(images)
             loss = ctx.criterion(logits, targets)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(ctx.step + 1, float(loss))
+            raise NonFiniteLoss(ctx.step + 1, float(loss.detach()))
         ctx.optimizer.zero_grad(set_to_none=True)
         ctx.scaler.scale(loss).backward()
         if ctx.grad_clip:

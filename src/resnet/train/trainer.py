@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from ..data import DataBundle, build_data
 from ..device import resolve_device, resolve_precision
-from ..errors import UserError
-from ..modelcard import ModelCard, load_into, read_weights, save_model
+from ..errors import TrainingStopped, UserError
+from ..modelcard import ModelCard, load_into, read_weights, resolve_model_path, save_model
 from ..models import create_model
 from ..table import format_table
 from . import distributed as dist
@@ -34,14 +34,6 @@ from .loop import EvalResult, Meter, NonFiniteLoss, TrainContext, evaluate, trai
 from .optim import build_optimizer, build_scheduler, scaled_lr, total_steps_for
 
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class TrainingStopped(Exception):
-    """Training ended early on purpose (a signal); ``exit_code`` is 128 + the signal number."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -141,13 +133,14 @@ class Trainer:
                                in_chans=int(cfg.model.kwargs.get("in_chans", 3)), log=self._say)
         self.model = build_model(cfg, self.data)
         if cfg.init_from and ckpt is None:
-            load_into(self.model, read_weights(Path(cfg.init_from)), cfg.init_from, reset_head=cfg.reset_head)
+            load_into(self.model, read_weights(resolve_model_path(cfg.init_from)), cfg.init_from,
+                      reset_head=cfg.reset_head)
         self.card = make_card(cfg, self.model, self.data)
         self.model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.env.enabled:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.model = dist.convert_sync_batchnorm(self.model, self.device)
 
         self.steps_per_epoch = len(self.data.train)
         self.total_steps, self.epochs = total_steps_for(cfg, self.steps_per_epoch)
@@ -174,6 +167,11 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt, ckpt_path)
             self.run_dir = ckpt_path.parent.parent
+            if self.env.is_main:  # the resolved config may extend the run (e.g. more iterations)
+                self.cfg.out = str(self.run_dir)
+                save_config(self.cfg, self.run_dir / "config.yaml")
+                for stale in (self.run_dir / "checkpoints").glob(".*.tmp-*"):  # writes cut short by a kill
+                    stale.unlink(missing_ok=True)
         else:
             self.run_dir = self._new_run_dir()
         self.logger = RunLogger(self.run_dir, enabled=self.env.is_main)
@@ -187,7 +185,8 @@ class Trainer:
     def _new_run_dir(self) -> Path:
         if self.cfg.out:
             run_dir = Path(self.cfg.out)
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            taken = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+            if taken and not dist.elastic_restart():  # after a torchrun restart the directory is our own
                 raise UserError(f"{run_dir} already holds a run; continue it with --resume auto, or choose another "
                                 f"--out")
         else:
@@ -320,10 +319,11 @@ class Trainer:
         try:
             self._train_epochs()
         except NonFiniteLoss as exc:
-            where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
-                     else "no checkpoint was written yet")
-            raise UserError(f"training stopped: the loss became {exc.value} at step {exc.step}; {where} (lower the "
-                            f"learning rate or enable grad_clip, then resume from it)") from None
+            fix = "lower --lr or set grad_clip (e.g. --set grad_clip=1)"
+            where = (f"the last good checkpoint is {self.last_checkpoint}: {fix} and start a new run from its "
+                     f"weights with --set init_from={self.last_checkpoint}" if self.last_checkpoint
+                     else f"no checkpoint was written yet: {fix} and start again")
+            raise UserError(f"training stopped: the loss became {exc.value} at step {exc.step}; {where}") from None
         finally:
             for sig, h in previous.items():
                 signal.signal(sig, h)
@@ -373,7 +373,7 @@ class Trainer:
             meter.count += self.partial.count
             self.partial = Meter()
             train_loss, train_error, count = meter.reduced(self.device)
-            epoch_done = self.step_in_epoch >= self.steps_per_epoch or self.ctx.step >= self.total_steps
+            epoch_done = self.step_in_epoch >= self.steps_per_epoch  # a run may also end mid-epoch (iterations)
             record = {"epoch": epoch + 1, "step": self.ctx.step, "train_loss": train_loss, "train_error": train_error,
                       "val_loss": None, "val_top1": None, "val_top5": None, "eval_set": self.data.eval_set,
                       "lr": self.optimizer.param_groups[0]["lr"],
@@ -464,6 +464,8 @@ class Trainer:
 
 def train(cfg: Config, resume: str | Path | None = None, log=print) -> RunResult:
     """Train ``cfg`` to the end (or continue the run of checkpoint ``resume``; ``"auto"`` = newest in cfg.out)."""
+    if resume is None and dist.elastic_restart() and cfg.out and latest_valid_checkpoint(Path(cfg.out)):
+        resume = "auto"  # torchrun restarted the group after a failure: continue from the last checkpoint
     trainer = Trainer(cfg, resume=resume, log=log)
     try:
         return trainer.run()

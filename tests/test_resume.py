@@ -1,0 +1,136 @@
+"""Nothing lost: exact resume after SIGKILL, clean stop on SIGINT/SIGTERM, non-finite loss, failed checkpoint writes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from resnet.train.checkpoint import load_checkpoint, step_checkpoints
+
+# A tiny deterministic run: 512 Fashion-MNIST images, batch 32, 2 epochs = 32 steps, one thread.
+TINY = ["--train-limit", "512", "--batch-size", "32", "--epochs", "2", "--set", "threads=1", "--set",
+        "deterministic=true", "--set", "data.val_split=0", "--set", "log_every=1", "--set", "keep_checkpoints=3",
+        "--set", "schedule.name=cosine", "--set", "optim.lr=0.05", "--set", "data.random_erasing=0.5",
+        "--set", "ema=0.9", "--set", "data.test_limit=1000"]
+
+
+def train_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "resnet", "train", "--out", str(out), *TINY, *extra]
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def steps_logged(run_dir: Path) -> int:
+    path = run_dir / "steps.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while steps_logged(run_dir) < step:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "training did not reach the step in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    proc = run(train_cmd(out, "--set", "checkpoint_every=4"))
+    assert proc.returncode == 0, proc.stderr
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    kill_at = random.Random().randint(5, 30)  # a step the test picks at random, mid-epoch or not
+    proc = subprocess.Popen(train_cmd(out, "--set", "checkpoint_every=4"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for_step(proc, out, kill_at)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.safetensors").exists()
+    resumed = run([sys.executable, "-m", "resnet", "train", "--resume", "auto", "--out", str(out)])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    final = load_file(str(out / "model.safetensors"))
+    assert final.keys() == uninterrupted.keys()
+    for key in final:
+        assert torch.equal(final[key], uninterrupted[key]), f"{key} differs after resume (killed at step {kill_at})"
+    # the logs hold each step once, as if the run had never stopped
+    assert [int(line.split('"step": ')[1].split(",")[0]) for line in (out / "steps.jsonl").read_text().splitlines()] \
+        == list(range(1, 33))
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_and_exits(tmp_path, sig, code, uninterrupted):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(proc, out, 6)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "resnet train --resume auto --out" in stderr and "Traceback" not in stderr
+    stopped_at = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    assert 6 <= stopped_at < 32
+    resumed = run([sys.executable, "-m", "resnet", "train", "--resume", "auto", "--out", str(out)])
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(final[k], uninterrupted[k]) for k in final)
+
+
+def test_nonfinite_loss_stops_and_names_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    # a weight decay of 1e38 sends the weights to infinity within two steps
+    proc = run(train_cmd(out, "--set", "checkpoint_every=1", "--set", "ema=0", "--set", "optim.weight_decay=1e38",
+                         "--set", "schedule.name=constant"))
+    assert proc.returncode == 2
+    message = proc.stderr.strip()
+    assert message.count("\n") == 0 and "Traceback" not in message
+    assert "the loss became" in message and "at step" in message
+    bad_step = int(message.split("at step ")[1].split(";")[0])
+    if bad_step > 1:
+        last_good = step_checkpoints(out / "checkpoints")[-1]
+        assert str(last_good) in message
+        ckpt = load_checkpoint(last_good)
+        assert ckpt["step"] == bad_step - 1
+        assert f"init_from={last_good}" in message
+    assert not (out / "model.safetensors").exists()
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    """Simulate a full disk on the third checkpoint: the run stops with one sentence; last.pt still loads."""
+    from resnet.errors import UserError
+    from resnet.train import checkpoint
+    from resnet.train.config import load_config
+    from resnet.train.trainer import train
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    cfg = load_config(None, {"out": str(tmp_path / "run"), "epochs": 1, "batch_size": 32, "data.train_limit": 256,
+                             "data.test_limit": 500, "checkpoint_every": 2, "threads": 1})
+    with pytest.raises(UserError, match="No space left on device.*previous checkpoint is intact"):
+        train(cfg, log=lambda *a, **k: None)
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    assert load_checkpoint(ckpt_dir / "last.pt")["step"] == 4
+    assert not [p for p in os.listdir(ckpt_dir) if ".tmp" in p]
