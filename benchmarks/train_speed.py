@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 import resnet
 from resnet.data.datasets import MemoryDataset, dataset_stats, load_memory_dataset
 from resnet.data.memory import Augment, MemoryLoader
-from resnet.device import autocast, resolve_precision
+from resnet.device import resolve_precision
 from resnet.table import format_table
 from resnet.train.loop import TrainContext, train_one_epoch
 
