@@ -20,11 +20,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_eval_json_and_confusion(trained_run, tmp_path):
-    proc = run_cli("eval", trained_run.run_dir, "--json", "--out", tmp_path)
+    proc = run_cli("eval", trained_run.run_dir, "--json", "--tta", trained_run.results["test_tta"], "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["count"] == 10_000
-    assert abs(result["top1"] - trained_run.results["test_top1"]) < 1e-6
+    assert abs(result["top1"] - trained_run.results["test_top1"]) < 1e-6  # same TTA as the final test
     assert 0 <= result["top1"] <= result["top5"] <= 100
     assert [c["class"] for c in result["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     assert sum(c["count"] for c in result["per_class"]) == 10_000

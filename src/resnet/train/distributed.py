@@ -54,11 +54,25 @@ def init_distributed(device: torch.device) -> DistEnv:
         return DistEnv()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        dist.init_process_group(backend=backend, store=_attempt_store(rank, world), rank=rank, world_size=world)
     env = DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(env.local_rank)
     return env
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store:
+    """The rendezvous store torchrun names (MASTER_ADDR:MASTER_PORT), with keys prefixed by the restart attempt.
+
+    torchrun's agent keeps one store for the whole job, so after ``--max-restarts`` restarts a group the workers'
+    keys of the failed attempt are still there; without the prefix a new worker can read the address of the worker
+    it replaced and fail to connect (seen as "Gloo connectFullMesh failed ... Connection refused").
+    """
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=rank == 0 and not agent_hosts_store)
+    return dist.PrefixStore(f"resnet/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def device_for(env: DistEnv, device: torch.device) -> torch.device:
