@@ -30,5 +30,6 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "fmnist"
     cfg = load_config("fashion-mnist-resnet20", {"out": str(out), "epochs": 3, "batch_size": 64,
                                                  "data.train_limit": 8000, "data.val_split": 1000},
-                      ["optim.lr=0.1", "schedule.name=cosine", "schedule.warmup_epochs=0.2", "log_every=20"])
+                      ["optim.lr=0.1", "schedule.name=cosine", "schedule.warmup_epochs=0.2", "log_every=20",
+                       "test_tta=none"])
     return train(cfg, log=lambda *a, **k: None)

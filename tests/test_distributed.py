@@ -110,14 +110,20 @@ def test_evaluation_counts_every_example_once_and_ranks_agree(tmp_path):
     assert results[0][3] == pytest.approx(single[0][3], rel=1e-5)
 
 
+@pytest.fixture(scope="module")
+def six_steps_on_one_process(tmp_path_factory) -> Path:
+    ref = tmp_path_factory.mktemp("ref") / "run"
+    run(RESNET + ["train", "--out", str(ref), "--batch-size", "32", "--iterations", "6", *BASE])
+    return ref
+
+
 @pytest.mark.parametrize("first,second", [((2, 16), (1, 32)), ((1, 32), (2, 16))])
-def test_resume_on_another_number_of_processes(tmp_path, first, second):
+def test_resume_on_another_number_of_processes(tmp_path, first, second, six_steps_on_one_process):
     """3 steps on `first` processes, then 3 more on `second`, equal 6 steps on one process (same global batch).
 
     The per-step losses show that the resumed run saw the same batches in the same order at the same lr (the schedule
     is constant: a warm-up would be cut to fit the first leg's 3 steps)."""
-    ref, split = tmp_path / "ref", tmp_path / "split"
-    run(RESNET + ["train", "--out", str(ref), "--batch-size", "32", "--iterations", "6", *BASE])
+    ref, split = six_steps_on_one_process, tmp_path / "split"
     (n1, b1), (n2, b2) = first, second
     run(RESNET + ["train", "--nproc", str(n1), "--out", str(split), "--batch-size", str(b1), "--iterations", "3",
                   *BASE, *SYNC])
