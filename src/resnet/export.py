@@ -21,6 +21,7 @@ from torch import nn
 from .errors import UserError
 from .modelcard import ModelCard, load_model_and_card, resolve_model_path, save_model
 from .predict import Backend, preprocess
+from .train.checkpoint import atomic_replace
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 QUANTIZE_MODES = ("int8",)
@@ -130,18 +131,6 @@ def _example(card: ModelCard, batch: str | int) -> torch.Tensor:
     return torch.randn(2 if batch == "dynamic" else int(batch), *card.input_size)
 
 
-def _atomic(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 # ------------------------------------------------------------------------------------------------------ exporters
 
 
@@ -194,7 +183,7 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path, batch: str 
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
 
-    return _atomic(Path(path), write)
+    return atomic_replace(Path(path), write)
 
 
 def set_metadata(proto, meta: dict[str, str]) -> None:
@@ -217,7 +206,7 @@ def export_torchscript(model: nn.Module, card: ModelCard, path: str | Path, batc
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.export, but still the portable format
         traced = torch.jit.trace(folded, (_example(card, batch),))
-        return _atomic(Path(path), lambda tmp: torch.jit.save(traced, str(tmp),
+        return atomic_replace(Path(path), lambda tmp: torch.jit.save(traced, str(tmp),
                                                               _extra_files={TORCHSCRIPT_CARD: card.to_json()}))
 
 
@@ -524,7 +513,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, card: ModelCard, 
                                                                     f"training images"})
         onnx.save(proto, str(tmp))
 
-    _atomic(out_path, write)
+    atomic_replace(out_path, write)
     if test_images is None:
         test_images = calibration_images
     fp32 = logits_of(onnx_backend(session), test_images).argmax(1)

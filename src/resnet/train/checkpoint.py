@@ -9,7 +9,7 @@ import random
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -36,21 +36,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
-    On any failure the temporary file is removed and ``path`` keeps its previous content."""
+def atomic_replace(path: Path, write_to: Callable[[Path], None]) -> Path:
+    """Call ``write_to(tmp)`` with a temporary path beside ``path``, fsync the file, then rename it over ``path``.
+    On any failure the temporary file is removed and ``path`` keeps its previous content. For writers that take a
+    path (exporters, quantizers); :func:`atomic_write` is the same for writers of an open file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
+        write_to(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+    On any failure the temporary file is removed and ``path`` keeps its previous content."""
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    atomic_replace(path, to_file)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -82,16 +82,20 @@ def device_for(env: DistEnv, device: torch.device) -> torch.device:
     return device
 
 
+def _several_processes() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over processes, in place (and returned); identity with one process."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _several_processes():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def broadcast_flag(flag: bool, device: torch.device) -> bool:
     """True on every process if ``flag`` is true on any (e.g. a stop signal that reached one process only)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _several_processes():
         t = torch.tensor([1.0 if flag else 0.0], device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
@@ -99,7 +103,7 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _several_processes():
         dist.barrier()
 
 
@@ -114,7 +118,7 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     gradient flows through the shared statistics exactly as in one process with the whole batch."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and _several_processes()):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
