@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import UserError
+from .io import load_checkpoint, load_safetensors, save_safetensors, write_text
 from .models import create_model
+from .runs import resolve_weights
 
 
 @dataclass
@@ -44,15 +44,9 @@ class ModelCard:
 
 def save_model(model: nn.Module, card: ModelCard, directory: Path, stem: str = "model") -> Path:
     """Write ``stem.safetensors`` and ``stem.json`` into ``directory`` (atomically each)."""
-    from .train.checkpoint import atomic_write
-
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = directory / f"{stem}.safetensors"
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={"architecture": card.architecture, "format": "pt"})
-    tmp.replace(path)
-    atomic_write(directory / f"{stem}.json", lambda f: f.write(card.to_json().encode()))
+    path = save_safetensors(model.state_dict(), Path(directory) / f"{stem}.safetensors",
+                            metadata={"architecture": card.architecture, "format": "pt"})
+    write_text(Path(directory) / f"{stem}.json", card.to_json())
     return path
 
 
@@ -69,12 +63,7 @@ def _card_beside(weights: Path) -> ModelCard:
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """State dict from a .safetensors file or a checkpoint (.pt, read with weights_only=True)."""
     if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"weights file {path} is truncated or corrupt ({exc}); export it again") from None
-    from .train.checkpoint import load_checkpoint
-
+        return load_safetensors(path)
     ckpt = load_checkpoint(path)
     return checkpoint_weights(ckpt, ckpt.get("card", {}).get("weights", "final"))
 
@@ -110,29 +99,13 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, res
     model.load_state_dict(state, strict=not reset_head)
 
 
-def resolve_model_path(path: str | Path) -> Path:
-    """A run directory -> its model.safetensors; files are returned as given."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in (path / "model.safetensors", path / "checkpoints" / "last.pt"):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"{path} holds no model.safetensors or checkpoints/last.pt; give a run directory of "
-                        f"`resnet train` or a weights file")
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; give a run directory, a checkpoint (.pt) or weights (.safetensors)")
-    return path
-
-
 def load_model_and_card(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """Rebuild a trained model (eval mode) and its card from a run directory, checkpoint or safetensors file."""
-    path = resolve_model_path(path)
+    path = resolve_weights(path)
     if path.suffix == ".safetensors":
         card = _card_beside(path)
         state = read_weights(path)
     else:
-        from .train.checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(path)
         if "card" not in ckpt:
             raise UserError(f"{path} has no model card; give the run directory or a checkpoint of `resnet train`")

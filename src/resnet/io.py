@@ -1,0 +1,122 @@
+"""Files that survive a crash and loads that never run code.
+
+Every write goes to a temporary file beside its target, is fsynced, then renamed over it: a kill at any moment
+leaves either the old file or the new one, never a torn one. Every load is ``torch.load(weights_only=True)`` or
+safetensors: tensors and plain data only, never pickled objects that could run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import UserError
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_replace(path: str | Path, write_to: Callable[[Path], None]) -> Path:
+    """Call ``write_to(tmp)`` with a temporary path beside ``path``, fsync the file, then rename it over ``path``.
+    On any failure the temporary file is removed and ``path`` keeps its previous content. For writers that take a
+    path (exporters, quantizers, safetensors); :func:`atomic_write` is the same for writers of an open file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_to(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    return atomic_replace(path, to_file)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2))
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Point ``dst`` at ``src``'s content atomically (hard link when possible; a copy otherwise)."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        data = src.read_bytes()
+        atomic_write(dst, lambda f: f.write(data))
+
+
+# ------------------------------------------------------------------------------------------------------- weights
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write a state dict as ``path`` (.safetensors), atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    return atomic_replace(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+
+def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"weights file {path} is truncated or corrupt ({exc}); export it again") from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint of ``resnet train`` with ``weights_only=True``: tensors and plain containers only."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {path} is empty (an interrupted write?); resume from an earlier checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "disallowed content"
+        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
+                        f"run code when unpickled ({first[:160]}); only load files you trust with plain torch.load") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({str(exc).splitlines()[0][:120]}); "
+                        f"use an earlier checkpoint") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise UserError(f"{path} is not a resnet checkpoint (no 'model' entry); give a checkpoint written by "
+                        f"`resnet train`")
+    return ckpt
