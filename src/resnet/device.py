@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import typing
+from typing import Literal
 
 import torch
 
 from .errors import UserError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
 def cpu_has_native_bf16() -> bool:

@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000  # width x height above which a file is refused unread (a decompression bomb)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# The one list of image file suffixes: training folders, evaluation folders and `resnet predict` all read these
+# (torchvision's ImageFolder list plus .gif, which PIL decodes as its first frame).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
 class BadImageError(Exception):

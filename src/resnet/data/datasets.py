@@ -15,16 +15,6 @@ import torch
 
 from ..errors import UserError
 
-MEMORY_SETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-# Per-channel statistics of each training set (the usual published values).
-STATS = {
-    "fashion-mnist": ((0.2860,), (0.3530,)),
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 IDX_FILES = {
@@ -48,15 +38,9 @@ class MemoryDataset:
     def subset(self, index: torch.Tensor) -> "MemoryDataset":
         return MemoryDataset(self.images[index], self.labels[index], self.classes)
 
-
-def check_dataset_name(name: str) -> None:
-    if name in MEMORY_SETS or (name.startswith("imagefolder:") and len(name) > len("imagefolder:")):
-        return
-    import difflib
-
-    close = difflib.get_close_matches(name, list(MEMORY_SETS), n=1)
-    hint = f"did you mean {close[0]}?" if close else ""
-    raise UserError(f"unknown data set {name!r}; choose {', '.join(MEMORY_SETS)} or imagefolder:PATH. {hint}".strip())
+    def subset_first(self, n: int) -> "MemoryDataset":
+        """The first ``n`` examples (views, no copy)."""
+        return MemoryDataset(self.images[:n], self.labels[:n], self.classes)
 
 
 def search_dirs(name: str, root: str | None) -> list[Path]:
@@ -77,22 +61,27 @@ def search_dirs(name: str, root: str | None) -> list[Path]:
 # ------------------------------------------------------------------------------------------------------- IDX files
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (gzipped or not): the MNIST format, magic 0x0000 08 ND, big-endian dims, then uint8 data."""
+def read_idx(path: Path, limit: int | None = None) -> np.ndarray:
+    """Read one IDX file (gzipped or not): the MNIST format, magic 0x0000 08 ND, big-endian dims, then uint8 data.
+    With ``limit``, only the first ``limit`` items are read (and decompressed)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise UserError(f"{path} is not an unsigned-byte IDX file; replace it with the original data file")
+            ndim = head[3]
+            dims_raw = f.read(4 * ndim)
+            dims = [int.from_bytes(dims_raw[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+            if limit is not None and ndim and limit < dims[0]:
+                dims[0] = limit
+            expected = int(np.prod(dims))
+            raw = f.read(expected)
     except (OSError, EOFError) as exc:
         raise UserError(f"cannot read {path} ({exc}); the file is damaged: download or reinstall it") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise UserError(f"{path} is not an unsigned-byte IDX file; replace it with the original data file")
-    ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise UserError(f"{path} is truncated ({data.size} of {int(np.prod(dims))} bytes); download it again")
-    return data.reshape(dims)
+    if len(raw) != expected:
+        raise UserError(f"{path} is truncated ({len(raw)} of {expected} bytes); download it again")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def _find_idx(name: str, root: str | None, train: bool) -> tuple[Path, Path] | None:
@@ -124,7 +113,8 @@ def download_dataset(name: str) -> bool:
     return True
 
 
-def load_idx_dataset(name: str, root: str | None, train: bool, download: bool = True) -> MemoryDataset:
+def load_idx_dataset(name: str, root: str | None, train: bool, limit: int | None = None,
+                     download: bool = True) -> MemoryDataset:
     found = _find_idx(name, root, train)
     if found is None and download and download_dataset(name):
         found = _find_idx(name, root, train)
@@ -133,7 +123,7 @@ def load_idx_dataset(name: str, root: str | None, train: bool, download: bool = 
         how = ("`sudo apt-get install dataset-fashion-mnist`, or put" if name == "fashion-mnist" else "put")
         raise UserError(f"{name} not found in {where} and it could not be downloaded; install it with {how} the "
                         f"four IDX files ({IDX_FILES[True][0]}.gz, ...) in one of those folders or in --data-root")
-    images, labels = read_idx(found[0]), read_idx(found[1])
+    images, labels = read_idx(found[0], limit), read_idx(found[1], limit)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise UserError(f"{found[0]} and {found[1]} do not match (images {images.shape}, labels {labels.shape})")
     classes = FASHION_CLASSES if name == "fashion-mnist" else [str(i) for i in range(10)]
@@ -165,7 +155,8 @@ def _read_cifar_batch(path: Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
-def load_cifar_dataset(name: str, root: str | None, train: bool, download: bool = True) -> MemoryDataset:
+def load_cifar_dataset(name: str, root: str | None, train: bool, limit: int | None = None,
+                       download: bool = True) -> MemoryDataset:
     sub = CIFAR_DIRS[name]
     def find() -> Path | None:
         return next((d / sub for d in search_dirs(name, root) if (d / sub).is_dir()), None)
@@ -190,20 +181,6 @@ def load_cifar_dataset(name: str, root: str | None, train: bool, download: bool 
         labels.extend(batch[label_key])
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in _read_cifar_batch(folder / meta)[names_key]]
     return MemoryDataset(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64), classes)
-
-
-def load_memory_dataset(name: str, root: str | None, train: bool, download: bool = True) -> MemoryDataset:
-    """The training or test split of a small named set, as uint8 tensors in memory."""
-    if name in ("fashion-mnist", "mnist"):
-        return load_idx_dataset(name, root, train, download)
-    if name in CIFAR_DIRS:
-        return load_cifar_dataset(name, root, train, download)
-    raise UserError(f"{name!r} is not an in-memory data set; choose one of {', '.join(MEMORY_SETS)}")
-
-
-def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) used to normalise ``name``; ImageNet's for image folders."""
-    return STATS.get(name, (IMAGENET_MEAN, IMAGENET_STD))
 
 
 def split_holdout(n: int, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

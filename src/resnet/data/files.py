@@ -11,10 +11,10 @@ from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import find_classes, make_dataset
 
 from ..errors import UserError
-from ..images import BadImageError, open_image
+from ..images import IMAGE_SUFFIXES, BadImageError, open_image
 from .sampling import epoch_permutation, eval_indices, step_seed, steps_per_epoch, train_indices
 
 
@@ -31,9 +31,9 @@ def list_samples(folder: Path) -> tuple[list[tuple[str, int]], list[str]]:
     if empty:
         raise UserError(f"class folder {folder / empty[0]} is empty{f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''}; "
                         f"add images or remove the folder")
-    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    samples = make_dataset(str(folder), class_to_idx, extensions=IMAGE_SUFFIXES, allow_empty=True)
     if not samples:
-        raise UserError(f"no image files ({', '.join(IMG_EXTENSIONS[:4])}, ...) under {folder}")
+        raise UserError(f"no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) under {folder}")
     return samples, classes
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import typing
+
 import torch
 from torchvision.transforms import v2
 
-from ..train.config import DataConfig
+from .options import AutoAugment, DataConfig
+
+# One torchvision policy per name of the AutoAugment Literal (checked below, so the two cannot drift apart).
+AUTO_AUGMENT = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment, "autoaugment": v2.AutoAugment}
+if set(AUTO_AUGMENT) != set(typing.get_args(AutoAugment)):
+    raise ImportError("data.transforms.AUTO_AUGMENT and data.options.AutoAugment name different policies")
 
 
 def _to_tensor(mean, std) -> list:
@@ -17,10 +24,8 @@ def train_transform(cfg: DataConfig, mean, std) -> v2.Compose:
     ops: list = [v2.RandomResizedCrop(cfg.image_size, scale=(cfg.min_scale, 1.0), antialias=True)]
     if cfg.flip:
         ops.append(v2.RandomHorizontalFlip())
-    policy = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
-              "autoaugment": v2.AutoAugment}.get(cfg.auto_augment or "")
-    if policy is not None:
-        ops.append(policy())
+    if cfg.auto_augment:
+        ops.append(AUTO_AUGMENT[cfg.auto_augment]())
     ops += _to_tensor(mean, std)
     if cfg.random_erasing:
         ops.append(v2.RandomErasing(p=cfg.random_erasing))

@@ -1,5 +1,9 @@
-"""The training configuration: one dataclass tree, read from a YAML recipe plus command-line overrides, and
-validated before any work is done (unknown keys get the nearest valid key suggested; bad values one sentence)."""
+"""The run configuration: one dataclass tree, read from a YAML recipe plus command-line overrides, and validated
+before any work is done (unknown keys get the nearest valid key suggested; bad values one sentence).
+
+Every closed set of names (optimizers, schedules, precisions, TTA modes, ...) is a ``Literal`` here or in the module
+that owns it; validation, ``--help`` and the builders read that one definition.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,17 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from ..errors import UserError
+from .data import PER_DATASET_FIELDS, DataConfig, check_dataset_name
+from .device import Precision
+from .errors import UserError
+from .io import write_text
+from .models import model_info
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "configs"
+RECIPE_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_RECIPE = "fashion-mnist-resnet20"
 
 
@@ -25,30 +33,15 @@ class ModelConfig:
     kwargs: dict = field(default_factory=dict)  # passed to create_model: shortcut, zero_init_residual, ...
 
 
-@dataclass
-class DataConfig:
-    name: str = "fashion-mnist"  # fashion-mnist | mnist | cifar10 | cifar100 | imagefolder:PATH
-    root: str | None = None  # where to look first; then $RESNET_DATA, ~/.cache/resnet, /usr/share/datasets
-    val_split: float = 0.0  # held out of the training set: 0 none, <1 a fraction, >=1 a number of examples
-    train_limit: int | None = None  # train on the first N examples only (quick runs)
-    test_limit: int | None = None  # evaluate on the first N test examples only (quick runs; results say how many)
-    crop_padding: int = 4  # in-memory sets: pad-and-crop augmentation (pixels; 0 = off)
-    flip: bool = True  # random horizontal flip
-    random_erasing: float = 0.0  # probability per image (Zhong et al. 2017)
-    image_size: int = 224  # file-based sets: training crop (and evaluation crop unless eval_crop is set)
-    eval_resize: int = 256  # file-based sets: shorter side before the centre crop
-    eval_crop: int | None = None  # file-based sets: evaluation centre crop (torchvision V2: train 176, eval 224)
-    min_scale: float = 0.08  # file-based sets: random-resized-crop smallest area fraction
-    auto_augment: str | None = None  # file-based sets: trivialaugment | randaugment | autoaugment
-    mixup: float = 0.0  # Beta(alpha, alpha) of MixUp; 0 = off
-    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off
-    workers: int = 2  # file-based sets: data-loader worker processes
-    bad_images: str = "error"  # file-based sets: error | skip (files that fail to decode)
+OptimizerName = Literal["sgd", "nesterov", "adamw"]  # builders: resnet.train.optim.OPTIMIZERS
+ScheduleName = Literal["step", "cosine", "onecycle", "constant"]  # builders: resnet.train.optim.SCHEDULES
+WarmupMode = Literal["linear", "constant"]
+TTAMode = Literal["none", "flip", "10crop"]  # views: resnet.evaluate.tta_views
 
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | nesterov | adamw
+    name: OptimizerName = "sgd"
     lr: float = 0.1  # peak learning rate at lr_batch_size; scaled linearly with the global batch
     lr_batch_size: int | None = None  # the global batch `lr` is quoted for (set to the recipe's batch_size if absent)
     momentum: float = 0.9
@@ -59,7 +52,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "step"  # step | cosine | onecycle | constant
+    name: ScheduleName = "step"
     milestones: list[float] = field(default_factory=list)  # step: epochs at which lr is multiplied by gamma
     milestone_iters: list[int] = field(default_factory=list)  # step: the same in iterations (paper CIFAR recipe)
     gamma: float = 0.1
@@ -67,7 +60,7 @@ class ScheduleConfig:
     pct_start: float = 0.25  # onecycle: fraction of the run spent rising
     warmup_epochs: float = 0.0  # warm-up in front of any schedule
     warmup_iters: int = 0  # the same in iterations (added to warmup_epochs)
-    warmup_mode: str = "linear"  # linear (from warmup_factor to 1) | constant (warmup_factor, then 1: paper ResNet-110)
+    warmup_mode: WarmupMode = "linear"  # linear (from warmup_factor to 1) | constant (warmup_factor, then 1: paper ResNet-110)
     warmup_factor: float = 0.1
 
 
@@ -83,7 +76,7 @@ class Config:
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of the exponential moving average of weights (0 = off), e.g. 0.999
     ema_every: int = 1  # update the EMA every N steps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    precision: Precision = "auto"  # auto: bf16 where the hardware runs it natively, else fp32 (fp16 on old GPUs)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
     grad_clip: float = 0.0  # max gradient norm (0 = off)
@@ -96,7 +89,7 @@ class Config:
     log_every: int = 50  # steps between training-error records in steps.jsonl
     checkpoint_every: int = 0  # steps between checkpoints, besides every epoch end (0 = epoch ends only)
     keep_checkpoints: int = 2  # step checkpoints kept besides last.pt and best.pt
-    test_tta: str = "none"  # final test: none | flip
+    test_tta: TTAMode = "none"  # test-time augmentation of the final test (and the default of `resnet eval`)
     init_from: str | None = None  # start from these weights (.safetensors, checkpoint .pt, or a run directory)
     reset_head: bool = False  # with init_from: keep a fresh classifier (fine-tuning on another label set)
     out: str | None = None  # run directory (default runs/<recipe>, numbered if taken)
@@ -190,6 +183,11 @@ def _field_types(cls) -> dict[str, Any]:
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (ints are accepted for floats); one sentence on mismatch."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise UserError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -255,9 +253,6 @@ def _check(cond: bool, message: str) -> None:
 
 def validate(cfg: Config) -> Config:
     """Value checks that types cannot express; called before any data is read or any file written."""
-    from ..data.datasets import check_dataset_name
-    from ..models import model_info
-
     model_info(cfg.model.name)
     check_dataset_name(cfg.data.name)
     _check(cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}")
@@ -266,17 +261,11 @@ def validate(cfg: Config) -> Config:
     _check(cfg.iterations is None or cfg.iterations >= 1, f"iterations must be at least 1, got {cfg.iterations}")
     _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
     _check(cfg.optim.lr_batch_size is None or cfg.optim.lr_batch_size >= 1, "optim.lr_batch_size must be positive")
-    _check(cfg.optim.name in ("sgd", "nesterov", "adamw"), f"optim.name must be sgd, nesterov or adamw, "
-                                                           f"not {cfg.optim.name!r}")
     _check(0 <= cfg.optim.momentum < 1, f"optim.momentum must be in [0, 1), got {cfg.optim.momentum}")
     _check(cfg.optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
     _check(len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two "
                                                                                     "numbers in [0, 1)")
     s = cfg.schedule
-    _check(s.name in ("step", "cosine", "onecycle", "constant"), f"schedule.name must be step, cosine, onecycle "
-                                                                 f"or constant, not {s.name!r}")
-    _check(s.warmup_mode in ("linear", "constant"), f"schedule.warmup_mode must be linear or constant, "
-                                                    f"not {s.warmup_mode!r}")
     _check(0 < s.gamma <= 1, f"schedule.gamma must be in (0, 1], got {s.gamma}")
     _check(0 < s.warmup_factor <= 1, f"schedule.warmup_factor must be in (0, 1], got {s.warmup_factor}")
     _check(s.warmup_epochs >= 0 and s.warmup_iters >= 0, "warm-up lengths must be >= 0")
@@ -296,20 +285,14 @@ def validate(cfg: Config) -> Config:
     _check(d.eval_resize >= eval_crop, f"data.eval_resize ({d.eval_resize}) must be >= the evaluation crop "
                                        f"({eval_crop})")
     _check(0 < d.min_scale <= 1, f"data.min_scale must be in (0, 1], got {d.min_scale}")
-    _check(d.bad_images in ("error", "skip"), f"data.bad_images must be error or skip, not {d.bad_images!r}")
-    _check(d.auto_augment in (None, "trivialaugment", "randaugment", "autoaugment"),
-           f"data.auto_augment must be trivialaugment, randaugment or autoaugment, not {d.auto_augment!r}")
     _check(0 <= cfg.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     _check(0 <= cfg.ema < 1, f"ema must be a decay in [0, 1), e.g. 0.999, got {cfg.ema}")
     _check(cfg.ema_every >= 1, "ema_every must be at least 1")
-    _check(cfg.precision in ("auto", "fp32", "bf16", "fp16"), f"precision must be auto, fp32, bf16 or fp16, "
-                                                               f"not {cfg.precision!r}")
     _check(cfg.grad_clip >= 0, f"grad_clip must be >= 0, got {cfg.grad_clip}")
     _check(cfg.eval_every >= 1 and cfg.log_every >= 1, "eval_every and log_every must be at least 1")
     _check(cfg.checkpoint_every >= 0 and cfg.keep_checkpoints >= 0, "checkpoint_every and keep_checkpoints must "
                                                                     "be >= 0")
     _check(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
-    _check(cfg.test_tta in ("none", "flip"), f"test_tta must be none or flip, not {cfg.test_tta!r}")
     return cfg
 
 
@@ -317,6 +300,7 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
                 sets: list[str] | None = None) -> Config:
     """Recipe (default: the Fashion-MNIST ResNet-20 recipe) + ``overrides`` (dotted keys) + ``--set`` strings."""
     data = read_recipe(recipe or DEFAULT_RECIPE)
+    recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
     # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
     # linear scaling rule applies to the override (and to more processes) rather than moving with it.
     optim = data.setdefault("optim", {})
@@ -326,7 +310,19 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
         set_dotted(data, key, value)
     for text in sets or []:
         set_dotted(data, *parse_override(text))
+    _drop_other_datasets_fields(data, recipe_data, {**(overrides or {}), **dict(parse_override(t) for t in sets or [])})
     return validate(build(Config, data))
+
+
+def _drop_other_datasets_fields(data: dict, recipe_data: dict, asked: dict) -> None:
+    """When the command line moves a recipe to another data set, the recipe's values of fields that describe its own
+    data set (``val_split: 5000`` of Fashion-MNIST, ...) fall back to their defaults unless given again."""
+    section = data.get("data")
+    if not isinstance(section, dict) or section.get("name") == recipe_data.get("name", DataConfig.name):
+        return
+    for key in PER_DATASET_FIELDS:
+        if key in recipe_data and f"data.{key}" not in asked:
+            section.pop(key, None)
 
 
 def config_from_dict(data: dict) -> Config:
@@ -339,4 +335,4 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
