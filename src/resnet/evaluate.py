@@ -1,23 +1,108 @@
-"""`resnet eval`: top-1 / top-5, per-class accuracy and the confusion matrix of a trained model on a test set,
-rebuilt from the run directory or checkpoint alone."""
+"""Evaluation: loss, top-1 / top-5 and the confusion matrix over a whole set, with test-time augmentation.
+
+:func:`evaluate` is the loop (used by training, `resnet eval`, export checks and the experiments); with several
+processes every example is counted exactly once. :func:`evaluate_model` is `resnet eval`: it rebuilds a trained
+model from its run directory, checkpoint or weights file and measures it on the official test split.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
 
-from .data.datasets import MEMORY_SETS, check_dataset_name, load_memory_dataset
-from .data.files import FileLoader, SeededImageDataset, list_samples
-from .data.memory import MemoryLoader
-from .data.transforms import eval_transform
-from .device import resolve_device, resolve_precision
+from .config import TTAMode
+from .data import FileLoader, MemoryLoader, SeededImageDataset, eval_transform, is_memory, open_split
+from .device import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .modelcard import ModelCard, load_model_and_card
-from .train.loop import EvalResult, evaluate
+from .runs import run_dir_of
 
-TTA_MODES = ("none", "flip", "10crop")
+TTA_MODES: tuple[str, ...] = typing.get_args(TTAMode)
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1: float  # accuracy %, 0-100
+    top5: float
+    count: int
+    confusion: torch.Tensor  # (K, K) counts, true class per row
+    seconds: float = 0.0
+
+    def per_class(self, classes: list[str]) -> list[dict]:
+        totals = self.confusion.sum(1)
+        correct = self.confusion.diag()
+        return [{"class": c, "accuracy": 100.0 * float(correct[i]) / max(int(totals[i]), 1), "count": int(totals[i])}
+                for i, c in enumerate(classes)]
+
+
+def check_tta(mode: str) -> str:
+    if mode not in TTA_MODES:
+        raise UserError(f"unknown test-time augmentation {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    return mode
+
+
+def tta_views(x: torch.Tensor, mode: str, size: tuple[int, int]) -> list[torch.Tensor]:
+    """Test-time views of a batch: ``none``; ``flip`` (image + mirror); ``10crop`` (corners + centre, and their
+    mirrors, as in the paper). For 10-crop a batch already at ``size`` is first zero-padded by 1/8 of its size."""
+    check_tta(mode)
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(3)]
+    if tuple(x.shape[-2:]) == tuple(size):
+        pad = max(1, round(size[0] / 8))
+        x = F.pad(x, (pad, pad, pad, pad))
+    views = TF.ten_crop(x, list(size))
+    return [v.contiguous(memory_format=torch.channels_last) for v in views]
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, precision: str, num_classes: int,
+             tta: str = "none", input_size: tuple[int, int] | None = None) -> EvalResult:
+    """Mean loss, top-1 / top-5 accuracy (%) and confusion matrix; sums are reduced over processes, so with
+    several processes every example is counted exactly once and all processes get the same numbers."""
+    start = time.perf_counter()
+    model.eval()
+    k5 = min(5, num_classes)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, count
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for images, labels in batches:
+        size = input_size or tuple(images.shape[-2:])
+        with autocast(device, precision):
+            probs = sum(model(v).float().softmax(1) for v in tta_views(images, tta, size))
+        probs = probs / probs.sum(1, keepdim=True)
+        loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
+        top = probs.topk(k5, 1).indices
+        hit = top == labels[:, None]
+        sums += torch.stack([loss.double(), hit[:, 0].sum().double(), hit.any(1).sum().double(),
+                             torch.tensor(labels.shape[0], device=device, dtype=torch.float64)])
+        confusion += torch.bincount(labels * num_classes + top[:, 0], minlength=num_classes * num_classes)
+    _all_reduce_sum(sums)
+    _all_reduce_sum(confusion)
+    loss, c1, c5, n = sums.tolist()
+    n = max(n, 1)
+    return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n),
+                      confusion.view(num_classes, num_classes).cpu(), time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------- `resnet eval`
 
 
 @dataclass
@@ -36,28 +121,34 @@ class Evaluation:
 def test_loader(card: ModelCard, data: str, root: str | None, device: torch.device, batch_size: int = 256,
                 tta: str = "none", workers: int = 2):
     """The official test split of ``data``, preprocessed as the model card says (10-crop: uncropped, resized)."""
-    check_dataset_name(data)
-    if data in MEMORY_SETS:
-        test = load_memory_dataset(data, root, train=False)
-        if test.images.shape[1] != card.input_size[0]:
-            raise UserError(f"{data} has {test.images.shape[1]} channel(s) but the model expects "
+    split = open_split(data, "test", root)
+    if is_memory(data):
+        if split.images.shape[1] != card.input_size[0]:
+            raise UserError(f"{data} has {split.images.shape[1]} channel(s) but the model expects "
                             f"{card.input_size[0]}; evaluate on a data set like the one it was trained on")
-        return MemoryLoader(test, batch_size, device=device, mean=card.mean, std=card.std, train=False), test.classes
-    folder = Path(data.split(":", 1)[1]).expanduser() / "val"
-    samples, classes = list_samples(folder)
+        loader = MemoryLoader(split, batch_size, device=device, mean=card.mean, std=card.std, train=False)
+        return loader, split.classes
     crop = card.crop if tta != "10crop" else (card.resize if isinstance(card.resize, int) else None)
     transform = eval_transform(card.resize, crop, card.mean, card.std)
     mode = "L" if card.input_size[0] == 1 else "RGB"
-    ds = SeededImageDataset(samples, transform, mode, seed=0)
-    return FileLoader(ds, classes, batch_size, device=device, train=False, workers=workers), classes
+    ds = SeededImageDataset(split.samples, transform, mode, seed=0)
+    return FileLoader(ds, split.classes, batch_size, device=device, train=False, workers=workers), split.classes
 
 
-def evaluate_model(path: str | Path, data: str | None = None, data_root: str | None = None, tta: str = "none",
+def run_test_tta(source: str | Path) -> str:
+    """The TTA a run's own final test used (results.json), so `resnet eval RUN` reports the same number."""
+    results = run_dir_of(source) / "results.json"
+    try:
+        return check_tta(json.loads(results.read_text()).get("test_tta") or "none")
+    except (OSError, ValueError, AttributeError, UserError):
+        return "none"
+
+
+def evaluate_model(path: str | Path, data: str | None = None, data_root: str | None = None, tta: str | None = None,
                    batch_size: int = 256, device: str = "auto", precision: str = "auto") -> Evaluation:
-    """Evaluate the model of a run directory / checkpoint / weights file on the test split of ``data``
-    (default: the data set it was trained on)."""
-    if tta not in TTA_MODES:
-        raise UserError(f"unknown --tta {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    """Evaluate the model of a run directory / checkpoint / weights file on the test split of ``data`` (default:
+    the data set it was trained on) with ``tta`` (default: the TTA of the run's own final test)."""
+    tta = check_tta(tta) if tta is not None else run_test_tta(path)
     dev = resolve_device(device)
     model, card = load_model_and_card(path, dev)
     data = data or card.dataset

@@ -1,4 +1,5 @@
-"""Figures: training curves of a run and the confusion matrix of an evaluation (matplotlib, no display needed)."""
+"""Figures: training curves of a run, the confusion matrix of an evaluation and the degradation study's Figure 6
+(matplotlib, no display needed). Every function takes plain data (lists, arrays), never a run directory."""
 
 from __future__ import annotations
 
@@ -59,4 +60,35 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
         ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = "") -> None:
+    """Figure 6 of the paper: plain nets left, residual nets right; thin = training error, bold = test error.
+
+    ``curves_by_net`` maps a net name to a dict of plain data: ``kind`` ("plain" or "resnet"), ``depth``, ``steps``
+    and ``train_error`` (the running training error %), ``test_steps`` and ``test_error`` (%); one colour per depth."""
+    depths = sorted({c["depth"] for c in curves_by_net.values()})
+    colours = dict(zip(depths, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, kind in zip(axes, ("plain", "resnet")):
+        name = "plain" if kind == "plain" else "ResNet"
+        for c in sorted((c for c in curves_by_net.values() if c["kind"] == kind), key=lambda c: c["depth"]):
+            colour = colours[c["depth"]]
+            if c["steps"]:
+                ax.plot(c["steps"], c["train_error"], "-", color=colour, lw=0.8, alpha=0.8)
+            if c["test_steps"]:
+                ax.plot(c["test_steps"], c["test_error"], "o-", color=colour, lw=2.2, label=f"{name}-{c['depth']}")
+        ax.set_title(f"{'plain' if kind == 'plain' else 'residual'} networks")
+        ax.set_xlabel("iterations")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title="bold: test, thin: train")
+    axes[0].set_ylabel("error (%)")
+    top = max(ax.get_ylim()[1] for ax in axes)
+    axes[0].set_ylim(0, min(top, 60))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
     plt.close(fig)

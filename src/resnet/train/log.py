@@ -8,6 +8,9 @@ import math
 import sys
 from pathlib import Path
 
+from ..io import write_text
+from ..table import format_table
+
 
 def read_jsonl(path: Path) -> list[dict]:
     """Records of a JSON-lines file; a torn last line (a crash mid-write) is ignored."""
@@ -43,7 +46,7 @@ class RunLogger:
             return
         for path in (self.metrics_path, self.steps_path):
             kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def _append(self, path: Path, record: dict) -> None:
         with open(path, "a") as f:
@@ -85,3 +88,25 @@ def format_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def epoch_line(r: dict, epochs: int, elapsed: float, step: int, total_steps: int) -> str:
+    """The terminal line of one epoch record, with the time spent and an estimate of the time left."""
+    remaining = elapsed / max(step, 1) * (total_steps - step)
+    val = (f" | {r['eval_set']} loss {r['val_loss']:.4f} top-1 {r['val_top1']:.2f}% top-5 {r['val_top5']:.2f}%"
+           if r["val_top1"] is not None else "")
+    return (f"epoch {r['epoch']:>3}/{epochs} | train loss {r['train_loss']:.4f} error "
+            f"{r['train_error']:.2f}%{val} | lr {r['lr']:.4g} | {r['img_per_s']:.0f} img/s | "
+            f"{format_duration(elapsed)} elapsed, ~{format_duration(remaining)} left")
+
+
+def final_table(records: list[dict]) -> str:
+    """All epoch records of a run as one table (printed when the run ends)."""
+    rows = [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_error']:.2f}",
+             "" if r["val_top1"] is None else f"{r['val_loss']:.4f}",
+             "" if r["val_top1"] is None else f"{r['val_top1']:.2f}",
+             "" if r["val_top5"] is None else f"{r['val_top5']:.2f}", f"{r['lr']:.4g}", f"{r['img_per_s']:.0f}",
+             format_duration(r["seconds"])] for r in records]
+    eval_set = records[-1]["eval_set"] if records else "val"
+    return format_table(["epoch", "train loss", "train err %", f"{eval_set} loss", f"{eval_set} top-1 %",
+                         f"{eval_set} top-5 %", "lr", "img/s", "time"], rows, align="rrrrrrrrr")

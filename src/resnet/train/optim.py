@@ -1,4 +1,8 @@
-"""Optimizer, parameter groups and learning-rate schedules, built from torch.optim and its schedulers.
+"""Optimizers, parameter groups and learning-rate schedules: two registries over torch.optim and its schedulers.
+
+The names are the ``Literal`` types of :mod:`resnet.config` (what recipes may say); each registry must cover its
+type exactly, checked at import, so a name can never validate and then silently build something else. Adding an
+optimizer or a schedule: its name in the Literal, its builder here.
 
 Every schedule steps once per iteration, so milestones given in epochs and in iterations (the paper's CIFAR recipe:
 /10 at 32k and 48k) mean the same thing, and a resume mid-epoch continues the curve exactly.
@@ -7,12 +11,14 @@ Every schedule steps once per iteration, so milestones given in epochs and in it
 from __future__ import annotations
 
 import math
+import typing
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from .config import Config, OptimConfig, ScheduleConfig
+from ..config import Config, OptimConfig, OptimizerName, ScheduleConfig, ScheduleName
 
 
 def scaled_lr(cfg: Config, world_size: int = 1) -> float:
@@ -32,29 +38,61 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+# ------------------------------------------------------------------------------------------------------ optimizers
+
+OptimizerBuilder = Callable[[list[dict], OptimConfig, float], torch.optim.Optimizer]
+
+OPTIMIZERS: dict[str, OptimizerBuilder] = {
+    "sgd": lambda groups, cfg, lr: torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=False),
+    "nesterov": lambda groups, cfg, lr: torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True),
+    "adamw": lambda groups, cfg, lr: torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas)),
+}
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias)
-    if cfg.name in ("sgd", "nesterov"):
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.name == "nesterov")
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+    return OPTIMIZERS[cfg.name](param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias), cfg, lr)
+
+
+# ------------------------------------------------------------------------------------------------------- schedules
+
+# (optimizer, schedule config, steps per epoch, warm-up steps, steps after the warm-up) -> the main schedule
+ScheduleBuilder = Callable[[torch.optim.Optimizer, ScheduleConfig, int, int, int], lr_scheduler.LRScheduler]
+
+
+def _step(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
+    """Multiply by ``gamma`` at each milestone (epochs and iterations both count from the start of the run)."""
+    milestones = sorted({int(round(m * steps_per_epoch)) for m in cfg.milestones} | set(cfg.milestone_iters))
+    return lr_scheduler.MultiStepLR(optimizer, [m - warmup for m in milestones if m > warmup], gamma=cfg.gamma)
+
+
+def _cosine(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
+    base = optimizer.param_groups[0]["lr"]
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=base * cfg.min_lr_factor)
+
+
+def _onecycle(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
+    return lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                   total_steps=main_steps + 1, pct_start=cfg.pct_start, cycle_momentum=False)
+
+
+def _constant(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
+    return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+SCHEDULES: dict[str, ScheduleBuilder] = {"step": _step, "cosine": _cosine, "onecycle": _onecycle,
+                                         "constant": _constant}
+
+
+def warmup_steps(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> int:
+    """Warm-up length in steps (epochs and iterations add up), cut to leave at least one step after it."""
+    return min(int(round(cfg.warmup_epochs * steps_per_epoch)) + cfg.warmup_iters, max(total_steps - 1, 0))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int,
                     total_steps: int) -> lr_scheduler.LRScheduler:
-    """Warm-up (linear or constant, in epochs and/or iterations) followed by step, cosine, one-cycle or constant."""
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)) + cfg.warmup_iters, max(total_steps - 1, 0))
-    main_steps = max(total_steps - warmup, 1)
-    if cfg.name == "step":
-        milestones = sorted({int(round(m * steps_per_epoch)) for m in cfg.milestones} | set(cfg.milestone_iters))
-        main = lr_scheduler.MultiStepLR(optimizer, [m - warmup for m in milestones if m > warmup], gamma=cfg.gamma)
-    elif cfg.name == "cosine":
-        base = optimizer.param_groups[0]["lr"]
-        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=base * cfg.min_lr_factor)
-    elif cfg.name == "onecycle":
-        main = lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                       total_steps=main_steps + 1, pct_start=cfg.pct_start, cycle_momentum=False)
-    else:
-        main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    """Warm-up (linear or constant, in epochs and/or iterations) followed by the named schedule."""
+    warmup = warmup_steps(cfg, steps_per_epoch, total_steps)
+    main = SCHEDULES[cfg.name](optimizer, cfg, steps_per_epoch, warmup, max(total_steps - warmup, 1))
     if warmup == 0:
         return main
     if cfg.warmup_mode == "linear":
@@ -69,3 +107,13 @@ def total_steps_for(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
     if cfg.iterations is not None:
         return cfg.iterations, math.ceil(cfg.iterations / steps_per_epoch)
     return cfg.epochs * steps_per_epoch, cfg.epochs
+
+
+def _check_covers(registry: dict, names) -> None:
+    missing, extra = set(typing.get_args(names)) - set(registry), set(registry) - set(typing.get_args(names))
+    if missing or extra:
+        raise ImportError(f"registry and config disagree: no builder for {sorted(missing)}, no name for {sorted(extra)}")
+
+
+_check_covers(OPTIMIZERS, OptimizerName)
+_check_covers(SCHEDULES, ScheduleName)
