@@ -31,9 +31,11 @@ import torch
 import torchvision
 from torch import nn
 
-from resnet.data.datasets import IMAGENET_MEAN, IMAGENET_STD, FASHION_CLASSES, dataset_stats
-from resnet.export import (_load_files, export_onnx, fold_batchnorm, logits_of, onnx_backend, quantize_int8,
-                           real_images)
+from resnet.backends import onnxruntime_backend
+from resnet.data import dataset_stats
+from resnet.data.datasets import FASHION_CLASSES
+from resnet.data.registry import IMAGENET_MEAN, IMAGENET_STD
+from resnet.export import export_onnx, fold_batchnorm, load_files, logits_of, quantize_int8, real_images
 from resnet.images import find_images
 from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import create_model
@@ -116,8 +118,8 @@ def bench_model(label: str, model: nn.Module, card: ModelCard, tv: nn.Module | N
     onnx_path = export_onnx(model, card, workdir / f"{label}.onnx")
     int8_path = workdir / f"{label}.int8.onnx"
     quantize_int8(onnx_path, int8_path, card, calib, test_images=calib[:8])
-    backends["onnxruntime fp32"] = onnx_backend(onnx_path, args.threads)
-    backends["onnxruntime int8 (static QDQ)"] = onnx_backend(int8_path, args.threads)
+    backends["onnxruntime fp32"] = onnxruntime_backend(onnx_path, args.threads)
+    backends["onnxruntime int8 (static QDQ)"] = onnxruntime_backend(int8_path, args.threads)
 
     reference = logits_of(backends["ours eager fp32"], agree_x, 32).argmax(1)
     agreement = {name: float((logits_of(fn, agree_x, 32).argmax(1) == reference).float().mean())
@@ -147,7 +149,7 @@ def resnet50_setup(args):
         files = find_images([args.calib_dir])
         if not files:
             sys.exit(f"infer_speed: no images in {args.calib_dir}")
-        calib = _load_files(files[:n_calib], card)
+        calib = load_files(files[:n_calib], card)
         note = f"on {min(n_agree, len(calib))} real images from {args.calib_dir}"
     else:
         g = torch.Generator().manual_seed(0)  # random but fixed, in the normalised range of real images

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from resnet.data.datasets import load_memory_dataset
+from resnet.data import open_split
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -20,15 +20,24 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_eval_json_and_confusion(trained_run, tmp_path):
-    proc = run_cli("eval", trained_run.run_dir, "--json", "--tta", trained_run.results["test_tta"], "--out", tmp_path)
+    proc = run_cli("eval", trained_run.run_dir, "--json", "--out", tmp_path)  # no --tta: the run's own
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["count"] == 10_000
-    assert abs(result["top1"] - trained_run.results["test_top1"]) < 1e-6  # same TTA as the final test
-    assert 0 <= result["top1"] <= result["top5"] <= 100
+    assert result["count"] == 10_000 and result["tta"] == trained_run.results["test_tta"]
+    assert abs(result["top1"] - trained_run.results["test_top1"]) < 1e-6  # eval and the run agree
+    assert abs(result["top5"] - trained_run.results["test_top5"]) < 1e-6
     assert [c["class"] for c in result["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     assert sum(c["count"] for c in result["per_class"]) == 10_000
     assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+def test_eval_defaults_to_the_tta_of_the_runs_final_test(tmp_path):
+    from resnet.evaluate import run_test_tta
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "results.json").write_text(json.dumps({"test_tta": "flip"}))
+    assert run_test_tta(tmp_path) == "flip" and run_test_tta(tmp_path / "checkpoints" / "last.pt") == "flip"
+    assert run_test_tta(tmp_path / "elsewhere" / "model.safetensors") == "none"  # weights without a run: no TTA
 
 
 def test_eval_table_with_tta(trained_run, tmp_path):
@@ -39,7 +48,7 @@ def test_eval_table_with_tta(trained_run, tmp_path):
 
 def write_test_images(folder, n=6):
     """Real Fashion-MNIST test images saved as files, in several modes and sizes, plus the true labels."""
-    test = load_memory_dataset("fashion-mnist", None, train=False, download=False)
+    test = open_split("fashion-mnist", "test")
     folder.mkdir()
     labels = {}
     for i in range(n):

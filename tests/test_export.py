@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -14,12 +15,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from resnet.data.datasets import load_memory_dataset
+from resnet.backends import card_from_onnx, onnxruntime_backend
+from resnet.data import open_split
 from resnet.errors import UserError
-from resnet.export import (card_from_onnx, export_safetensors, export_torchscript, fold_batchnorm, labelled_test_set,
-                           load_torchscript, onnx_backend, quantize_int8, real_images, verify_onnx)
-from resnet.modelcard import load_model_and_card
-from resnet.models import create_model
+from resnet.export import (batchnorm_after_conv, conv_bn_pairs, export_onnx, export_safetensors, export_torchscript,
+                           fold_batchnorm, labelled_test_set, load_torchscript, quantize_int8, real_images,
+                           verify_onnx)
+from resnet.modelcard import ModelCard, load_model_and_card
+from resnet.models import PreActBasicBlock, PreActBottleneck, create_model, list_models, model_info
 
 from .conftest import require_module
 
@@ -55,9 +58,9 @@ def test_onnx_graph_has_no_batchnorm_and_a_dynamic_batch(exported):
     path, model, card, _ = exported
     proto = onnx.load(str(path))
     ops = {n.op_type for n in proto.graph.node}
-    assert "BatchNormalization" not in ops and "Conv" in ops
+    assert "BatchNormalization" not in ops and "Conv" in ops  # resnet20: every BN follows a conv
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
-    backend = onnx_backend(path)
+    backend = onnxruntime_backend(path)
     x = real_images(card, 7)
     with torch.no_grad():
         ref = model(x)
@@ -95,9 +98,30 @@ def test_int8_quantization_agrees_and_is_smaller(exported, tmp_path):
     assert card_from_onnx(q.path) == card
 
 
-@pytest.mark.parametrize("name,shape", [("resnet20", (2, 3, 32, 32)), ("resnet50", (2, 3, 32, 32)),
-                                        ("resnet50d", (2, 3, 32, 32))])
-def test_fold_batchnorm_is_exact(name, shape):
+def family_representatives() -> list[str]:
+    """The shallowest registered model of each family (name pattern and input layout: resnet, plain, resnext,
+    wide, ResNet-D, pre-activation, ... at CIFAR and ImageNet layout), plus resnet50 for the plain bottleneck."""
+    smallest: dict[tuple[str, str], str] = {}
+    for name in list_models():
+        info = model_info(name)
+        key = (re.sub(r"\d+", "N", name), info.family)
+        if key not in smallest or info.depth < model_info(smallest[key]).depth:
+            smallest[key] = name
+    return sorted({*smallest.values(), "resnet50"})
+
+
+def bn_count(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def leading_bns(model: nn.Module) -> int:
+    """BNs that follow no conv, so folding must keep them: each pre-activation block's first BN, the final norm."""
+    return (sum(isinstance(m, (PreActBasicBlock, PreActBottleneck)) for m in model.modules())
+            + isinstance(getattr(model, "norm", None), nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("name", family_representatives())
+def test_fold_batchnorm_is_exact(name):
     torch.manual_seed(0)
     model = create_model(name)
     for m in model.modules():  # non-trivial BN statistics and affine parameters
@@ -107,13 +131,34 @@ def test_fold_batchnorm_is_exact(name, shape):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.2)
     model.eval()
+    before = bn_count(model)
     folded = fold_batchnorm(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
-    x = torch.randn(*shape)
+    assert bn_count(model) == before  # the original is untouched
+    assert len(conv_bn_pairs(model)) == before - leading_bns(model)  # every other BN follows a conv
+    assert conv_bn_pairs(folded) == [] and bn_count(folded) == leading_bns(model)
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         ref, out = model(x), folded(x)
     assert (out - ref).abs().max() < 1e-5 * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.skipif("preact_resnet20" not in list_models(), reason="no pre-activation models registered")
+def test_onnx_export_keeps_the_batchnorm_no_conv_feeds(tmp_path):
+    import onnx
+
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        require_module(name)
+    torch.manual_seed(0)
+    model = create_model("preact_resnet20").eval()
+    card = ModelCard("preact_resnet20", {}, [str(i) for i in range(10)], [3, 32, 32], [0.5] * 3, [0.25] * 3,
+                     [32, 32], dataset="cifar10")
+    path = export_onnx(model, card, tmp_path / "preact.onnx")
+    proto = onnx.load(str(path))
+    kept = [n for n in proto.graph.node if n.op_type == "BatchNormalization"]
+    assert len(kept) == leading_bns(model) and batchnorm_after_conv(proto) == []
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert (onnxruntime_backend(path)(x) - model(x)).abs().max() < 1e-4
 
 
 def test_torchscript_and_safetensors_exports_load_back(trained_run, tmp_path):
@@ -131,7 +176,7 @@ def test_torchscript_and_safetensors_exports_load_back(trained_run, tmp_path):
 
 def test_predict_onnxruntime_matches_torch(exported, trained_run, tmp_path, capsys):
     path = exported[0]
-    test = load_memory_dataset("fashion-mnist", None, train=False, download=False)
+    test = open_split("fashion-mnist", "test")
     (tmp_path / "imgs").mkdir()
     for i in range(8):
         img = Image.fromarray(test.images[i, 0].numpy(), mode="L")
@@ -143,11 +188,14 @@ def test_predict_onnxruntime_matches_torch(exported, trained_run, tmp_path, caps
         top1[backend] = [(r["path"], r["top"][0]["label"]) for r in json.loads(proc.stdout)]
     assert len(top1["torch"]) == 8 and top1["torch"] == top1["onnxruntime"]
     # a run directory without an exported model.onnx: exit 2 and say how to export one
-    if not (trained_run.run_dir / "model.onnx").exists():
-        from resnet.cli import main
+    from resnet.cli import main
 
-        assert main(["predict", str(trained_run.run_dir), str(tmp_path / "imgs"), "--backend", "onnxruntime"]) == 2
-        assert "holds no exported model.onnx; create it with `resnet export" in capsys.readouterr().err
+    bare = tmp_path / "run"
+    bare.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(trained_run.run_dir / name, bare / name)
+    assert main(["predict", str(bare), str(tmp_path / "imgs"), "--backend", "onnxruntime"]) == 2
+    assert "holds no exported model.onnx; create it with `resnet export" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [
@@ -173,6 +221,6 @@ def test_missing_onnxruntime_says_how_to_install(exported, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    for call in (lambda: onnx_backend(exported[0]), lambda: card_from_onnx(exported[0])):
+    for call in (lambda: onnxruntime_backend(exported[0]), lambda: card_from_onnx(exported[0])):
         with pytest.raises(UserError, match=r"needs onnx and onnxruntime .*: pip install 'resnet\[onnx\]'"):
             call()

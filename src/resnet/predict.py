@@ -4,21 +4,13 @@ crop, normalisation from the model card). A bad file gets an error entry; the ot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from .data.transforms import eval_transform
+from .backends import Backend, preprocess
 from .errors import UserError
 from .images import BadImageError, find_images, open_image
 from .modelcard import ModelCard
-
-Backend = Callable[[torch.Tensor], torch.Tensor]  # normalised batch (N, C, H, W) -> logits (N, K)
-
-
-def preprocess(card: ModelCard):
-    """The evaluation transform of ``card``: PIL image -> normalised float tensor (C, H, W)."""
-    return eval_transform(card.resize, card.crop, card.mean, card.std)
 
 
 def predict_files(backend: Backend, card: ModelCard, paths: list[str | Path], topk: int = 5,
@@ -53,13 +45,3 @@ def predict_files(backend: Backend, card: ModelCard, paths: list[str | Path], to
             flush()
     flush()
     return results
-
-
-def torch_backend(model: torch.nn.Module, device: torch.device | str = "cpu") -> Backend:
-    model = model.eval().to(device)
-
-    @torch.no_grad()
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        return model(batch.to(device)).cpu()
-
-    return run

@@ -1,0 +1,89 @@
+"""The export formats: one table entry per format (default file suffix, writer), read by `resnet export --format`
+and its validation. TorchScript and safetensors are written here; ONNX, being larger, in :mod:`.onnx`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..io import atomic_replace
+from ..modelcard import ModelCard, save_model
+from ..runs import resolve_weights, run_dir_of
+from .fold import fold_batchnorm
+from .onnx import export_onnx
+from .options import ExportOptions
+
+TORCHSCRIPT_CARD = "model.json"  # _extra_files entry of a TorchScript export
+
+
+def export_torchscript(model: nn.Module, card: ModelCard, path: str | Path,
+                       options: ExportOptions = ExportOptions()) -> Path:
+    """Write a traced TorchScript module of the BN-folded model, the card in its extra file ``model.json``."""
+    folded = fold_batchnorm(model).cpu().float()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.export, but still the portable format
+        traced = torch.jit.trace(folded, (options.example(card),))
+        return atomic_replace(Path(path), lambda tmp: torch.jit.save(traced, str(tmp),
+                                                                     _extra_files={TORCHSCRIPT_CARD: card.to_json()}))
+
+
+def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, ModelCard]:
+    """A TorchScript export and its card, as written by :func:`export_torchscript`."""
+    extra = {TORCHSCRIPT_CARD: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return module.eval(), ModelCard.from_dict(json.loads(extra[TORCHSCRIPT_CARD]))
+
+
+def export_safetensors(model: nn.Module, card: ModelCard, path: str | Path,
+                       options: ExportOptions = ExportOptions()) -> Path:
+    """Write ``X.safetensors`` (unfolded weights, loadable by every command) and ``X.json`` (the card) beside it."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise UserError(f"a safetensors export is named *.safetensors, got {path.name!r}; change --out")
+    return save_model(model, card, path.parent, stem=path.stem)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One export format: how its default file is named and the function that writes it."""
+
+    suffix: str  # the default export is model<suffix> in the run directory
+    write: Callable[[nn.Module, ModelCard, Path, ExportOptions], Path]
+
+
+WRITERS: dict[str, Writer] = {
+    "onnx": Writer(".onnx", export_onnx),
+    "torchscript": Writer(".torchscript.pt", export_torchscript),
+    "safetensors": Writer(".safetensors", export_safetensors),
+}
+FORMATS = tuple(WRITERS)
+
+
+def list_formats() -> list[str]:
+    """The names `resnet export --format` accepts, in table order."""
+    return list(FORMATS)
+
+
+def writer_of(fmt: str) -> Writer:
+    """The Writer of ``fmt``; an unknown name is a UserError listing the valid ones."""
+    if fmt not in WRITERS:
+        raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return WRITERS[fmt]
+
+
+def default_export_path(source: str | Path, fmt: str) -> Path:
+    """Where `resnet export` writes by default: model<suffix> in the run directory (named after the checkpoint
+    when a checkpoint other than the run's model was given)."""
+    suffix = writer_of(fmt).suffix
+    resolved = resolve_weights(source)
+    stem = "model" if Path(source).is_dir() or resolved.suffix == ".safetensors" else resolved.stem
+    return run_dir_of(source) / f"{stem}{suffix}"
