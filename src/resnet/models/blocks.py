@@ -77,6 +77,10 @@ class _Block(nn.Module):
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def zero_init_last(self) -> None:
+        """Zero the last BN's scale: the residual branch outputs 0 and the block starts as its shortcut."""
+        nn.init.zeros_(self.last_bn.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.residual(x)
         if self.has_shortcut:

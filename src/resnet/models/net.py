@@ -11,7 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import BLOCKS, SHORTCUT_KINDS, _Block
+from .base import StagedNet
+from .blocks import BLOCKS, SHORTCUT_KINDS
 
 STEMS = ("imagenet", "deep", "cifar")
 
@@ -37,7 +38,7 @@ def _make_stem(kind: str, in_chans: int, out_ch: int, stem_width: int) -> tuple[
     raise ValueError(f"unknown stem {kind!r}; choose one of {', '.join(STEMS)}")
 
 
-class ResNet(nn.Module):
+class ResNet(StagedNet):
     """A residual (or plain) network.
 
     Args:
@@ -106,23 +107,7 @@ class ResNet(nn.Module):
         self.num_features = in_ch
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
-        self._init_weights(zero_init_residual)
-
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        """He (MSRA) init, fan_out, for convs (paper Sec. 3.4); BN scale 1 and shift 0; fc keeps torch's default."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, _Block):
-                    nn.init.zeros_(m.last_bn.weight)
-
-    def stages(self) -> list[nn.Sequential]:
-        return [getattr(self, name) for name in self.stage_names]
+        self.init_weights(zero_init_residual)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -134,16 +119,3 @@ class ResNet(nn.Module):
         for stage in self.stages():
             x = stage(x)
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Feature map -> logits (or the pooled features when ``pre_logits``)."""
-        x = torch.flatten(self.avgpool(x), 1)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final layer with a freshly initialised one (fine-tuning on a new label set)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)

@@ -19,13 +19,15 @@ class ModelInfo:
 
     name: str
     builder: Callable[..., nn.Module]
-    family: str  # "imagenet" (224 px, 4 stages) or "cifar" (32 px, 6n+2)
+    family: str  # input layout: "imagenet" (224 px, 4 stages) or "cifar" (32 px, 3 stages)
     depth: int
     input_size: tuple[int, int, int]  # native (C, H, W)
     default_classes: int
-    paper_error: float | None = None  # top-1 error %, ImageNet 10-crop (Tables 2-3) or CIFAR-10 test (Table 6)
+    paper_error: float | None = None  # top-1 error %, ImageNet 10-crop (Tables 2-3) or CIFAR-10 test (Table 6;
+    #                                    pre-act nets: Tables 2-3 of the pre-activation paper)
     torchvision_error: float | None = None  # top-1 error % of torchvision's V1 weights (1-crop)
     kwargs: dict = field(default_factory=dict)
+    model_class: type[nn.Module] | None = None  # the class the builder returns (None: ResNet)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -55,18 +57,20 @@ def model_info(name: str) -> ModelInfo:
         raise UserError(f"unknown model {name!r}; {hint}") from None
 
 
-def model_arguments() -> list[str]:
-    """Keyword arguments every registered model accepts (those of :class:`ResNet`)."""
+def model_arguments(name: str | None = None) -> list[str]:
+    """Keyword arguments model ``name`` accepts: the keyword-only ones of its class (of :class:`ResNet` without
+    a name), so create_model checks each model's overrides against the class that will receive them."""
     from .net import ResNet
 
-    params = inspect.signature(ResNet.__init__).parameters.values()
+    arch = (model_info(name).model_class if name else None) or ResNet
+    params = inspect.signature(arch.__init__).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model; keyword arguments (num_classes, in_chans, shortcut, ...) override its defaults."""
     info = model_info(name)
-    valid = model_arguments()
+    valid = model_arguments(name)
     for key in kwargs:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)

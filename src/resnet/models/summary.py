@@ -1,5 +1,7 @@
 """Model inspection: parameter counts, MACs (counted by torch's FLOP counter, not hard-coded) and the
-per-stage table of paper Table 1. Models are built on the ``meta`` device, so even ResNet-1202 costs no memory."""
+per-stage table of paper Table 1. Models are built on the ``meta`` device, so even ResNet-1202 costs no memory.
+
+Works on any net with the families' interface: a ``conv1`` stem, an optional ``maxpool``, ``stages()`` and ``fc``."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .blocks import _Block
-from .net import ResNet
 from .registry import create_model, model_info
 
 
@@ -44,8 +44,10 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     return counter.get_total_flops() // 2
 
 
-def _describe_block(block: _Block, count: int) -> str:
-    convs = [getattr(block, n) for n in ("conv1", "conv2", "conv3") if hasattr(block, n)]
+def _describe_block(block: nn.Module, count: int) -> str:
+    """The block's own convolutions in definition order (not the projection shortcut), e.g. "[3x3, 16; 3x3, 16] x 3"."""
+    shortcut = getattr(block, "downsample", None)
+    convs = [m for m in block.children() if isinstance(m, nn.Conv2d) and m is not shortcut]
     parts = []
     for conv in convs:
         k = conv.kernel_size[0]
@@ -53,7 +55,7 @@ def _describe_block(block: _Block, count: int) -> str:
     return f"[{'; '.join(parts)}] x {count}"
 
 
-def trace(model: ResNet, input_size: tuple[int, int, int]) -> tuple[list[StageRow], int]:
+def trace(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[StageRow], int]:
     """Run one image through ``model``: the output size after the stem, pool, every stage and fc, and the MACs."""
     watched: list[tuple[str, nn.Module, str]] = []
     stem = model.conv1
@@ -63,7 +65,7 @@ def trace(model: ResNet, input_size: tuple[int, int, int]) -> tuple[list[StageRo
     else:
         k = stem.kernel_size[0]
         stem_desc = f"{k}x{k}, {stem.out_channels}, stride {stem.stride[0]}"
-    watched.append(("conv1", model.bn1, stem_desc))
+    watched.append(("conv1", stem, stem_desc))
     if hasattr(model, "maxpool"):
         watched.append(("pool", model.maxpool, "3x3 max pool, stride 2"))
     for i, stage in enumerate(model.stages()):
