@@ -1,4 +1,7 @@
-"""`resnet <command>`: parses arguments, calls the library, prints. No work is done here."""
+"""resnet: Deep Residual Learning (He et al. 2015) on PyTorch. Train, evaluate, reproduce the paper, predict, export.
+
+This module only parses arguments, calls the library and prints; every command is a library function first.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                      info.paper_error, info.torchvision_error])
     print(format_table(["model", "family", "depth", "params", "MACs", "input", "paper err %", "torchvision err %"],
                        rows, align="llrrrrrr"))
-    print("\nErrors are top-1 %: the paper's 10-crop ImageNet (Tables 2-3) or CIFAR-10 test error (Table 6); "
-          "torchvision's V1 weights, 1-crop.")
+    print("\nErrors are top-1 %: the paper's 10-crop ImageNet (Tables 2-3) or CIFAR-10 test error (Table 6); for "
+          "preact_* nets the CIFAR-10 error of He et al. 2016 (Identity Mappings); torchvision's V1 weights, 1-crop.")
     return 0
 
 
@@ -49,9 +52,10 @@ TRAIN_FLAGS = {  # command-line flag -> config key
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config import Config, build, load_config, parse_override, set_dotted, validate
+    from .runs import saved_config
     from .train import distributed
-    from .train.config import Config, build, load_config, parse_override, set_dotted, to_dict, validate
-    from .train.trainer import config_for_resume, train
+    from .train.trainer import train
 
     if args.nproc and args.nproc > 1 and not distributed.launched_by_torchrun():
         argv, skip = [], False
@@ -68,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise UserError("--resume continues a run with its own config.yaml; drop --config")
-        data = to_dict(config_for_resume(args.resume, args.out))
+        data = saved_config(args.resume, args.out)
         for key, value in overrides.items():
             set_dotted(data, key, value)
         for text in args.set or []:
@@ -81,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from .train.config import RECIPE_DIR, list_recipes
+    from .config import RECIPE_DIR, list_recipes
 
     rows = []
     for name in list_recipes():
@@ -121,7 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
 
-    from .export import load_predictor
+    from .backends import load_predictor
     from .predict import predict_files
 
     backend, card = load_predictor(args.model_path, args.backend)
@@ -176,7 +180,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_degradation(args: argparse.Namespace) -> int:
     from .experiments.degradation import degradation
-    from .train.config import parse_override
+    from .config import parse_override
 
     extra = dict(parse_override(text) for text in args.set or [])
     if args.iterations:
@@ -191,7 +195,15 @@ def cmd_degradation(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnet", description=__doc__.splitlines()[0] if __doc__ else None)
+    from .backends import BACKENDS
+    from .data import list_datasets
+    from .device import PRECISIONS
+    from .evaluate import TTA_MODES
+    from .export import FORMATS
+
+    parser = argparse.ArgumentParser(prog="resnet", description=__doc__.splitlines()[0] if __doc__ else None,
+                                     epilog="Run `resnet COMMAND --help` for a command's options; the README has "
+                                            "the quick start and every recipe.")
     parser.add_argument("--version", action="version", version=f"resnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -209,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with a YAML recipe; every field can be overridden with --set key=value.")
     p.add_argument("--config", metavar="FILE|RECIPE", help="YAML file or shipped recipe name (see `resnet recipes`)")
     p.add_argument("--model", help="model name (see `resnet models`)")
-    p.add_argument("--data", help="fashion-mnist | mnist | cifar10 | cifar100 | imagefolder:PATH")
+    p.add_argument("--data", help=" | ".join(list_datasets()))
     p.add_argument("--data-root", help="folder holding the data set files")
     p.add_argument("--epochs", type=int)
     p.add_argument("--iterations", type=int, help="train for exactly this many steps (overrides --epochs)")
@@ -219,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", help="auto | fp32 | bf16 | fp16")
+    p.add_argument("--precision", help=" | ".join(PRECISIONS))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
                    "--set optim.weight_decay=5e-4 (repeatable)")
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, a run directory, or the "
@@ -232,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--data", help="data set (default: the one the model was trained on)")
     p.add_argument("--data-root")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "10crop"], help="test-time augmentation")
+    p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the one the run's own final "
+                                                    "test used, so eval and the run agree)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for confusion.png (default: the run directory)")
@@ -244,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="onnxruntime runs an exported .onnx (MODEL may be the .onnx file or a run directory "
                         "holding model.onnx)")
     p.set_defaults(func=cmd_predict)
@@ -252,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a trained model to ONNX (verified, optionally int8), TorchScript or "
                                       "safetensors")
     p.add_argument("path", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--format", default="onnx", help="onnx | torchscript | safetensors (default: onnx)")
+    p.add_argument("--format", default="onnx", help=f"{' | '.join(FORMATS)} (default: onnx)")
     p.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt / model.safetensors in "
                                  "the run directory)")
     p.add_argument("--batch", default="dynamic", help="dynamic (default) or a fixed batch size N")
