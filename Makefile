@@ -27,7 +27,7 @@ demo: setup data
 	$(VENV)/bin/resnet train --out $$run && $(VENV)/bin/resnet eval $$run --tta flip
 
 test: setup data
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -21,11 +21,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 import resnet
-from resnet.data.datasets import MemoryDataset, dataset_stats, load_memory_dataset
+from resnet.data import MemoryDataset, dataset_stats, open_split
 from resnet.data.memory import Augment, MemoryLoader
 from resnet.device import resolve_precision
 from resnet.table import format_table
-from resnet.train.loop import TrainContext, train_one_epoch
+from resnet.train.loop import TrainContext, train_step
 
 # Dense peak TFLOP/s by device name fragment: (fp32 or tf32 used by fp32 matmuls, bf16/fp16 tensor cores).
 GPU_PEAKS = {"H200": (494.7, 989.4), "H100": (494.7, 989.4), "A100": (156.0, 312.0), "L4": (60.0, 121.0)}
@@ -83,7 +83,7 @@ def naive_loop(model, data, batch, steps, device, padding) -> float:
 
 def data_stats(data: MemoryDataset):
     c = data.images.shape[1]
-    return dataset_stats("fashion-mnist" if c == 1 else "imagefolder")
+    return dataset_stats("fashion-mnist" if c == 1 else "imagefolder:.")
 
 
 def our_loop(model, data, batch, steps, device, padding, precision) -> float:
@@ -96,12 +96,14 @@ def our_loop(model, data, batch, steps, device, padding, precision) -> float:
     ctx = TrainContext(model, opt, torch.optim.lr_scheduler.ConstantLR(opt, 1.0, 0),
                        torch.amp.GradScaler(device.type, enabled=precision == "fp16"), torch.nn.CrossEntropyLoss(),
                        device, precision)
-    warm = 3
-    train_one_epoch(ctx, loader.epoch(0), max_steps=warm)
-    sync(device)
+    def run(epoch: int, n: int) -> None:
+        for _, (images, labels) in zip(range(n), loader.epoch(epoch)):
+            train_step(ctx, images, labels)
+        sync(device)
+
+    run(0, 3)  # warm-up
     start = time.perf_counter()
-    train_one_epoch(ctx, loader.epoch(1), max_steps=steps)
-    sync(device)
+    run(1, steps)
     return steps * batch / (time.perf_counter() - start)
 
 
@@ -139,7 +141,7 @@ def main() -> None:
     cases = []
     if args.only in (None, "resnet20"):
         try:
-            fmnist = load_memory_dataset("fashion-mnist", None, train=True, download=False)
+            fmnist = open_split("fashion-mnist", "train", download=False)
         except resnet.UserError:
             fmnist = synthetic(60_000, 1, 28, 10)
         cases.append(("resnet20", 28, fmnist, 128, 4, lambda: resnet.create_model("resnet20", in_chans=1), None))

@@ -1,15 +1,25 @@
-"""Shared fixtures. Under CI (``CI`` set) a missing optional dependency or data set is a failure, never a skip."""
+"""Shared fixtures. Under CI (``CI`` set) a missing optional dependency or data set is a failure, never a skip.
+
+The suite runs in parallel with pytest-xdist (`make test`: ``-n auto``). Each worker gets its share of the cores
+(torch threads, and OMP_NUM_THREADS for the processes tests start); the shared training run is built once, by the
+first worker that needs it, and read from disk by the others.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 
 import pytest
 import torch
+from filelock import FileLock
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+torch.set_num_threads(THREADS)
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)  # for the `python -m resnet` processes the tests start
 
 def require_module(name: str):
     """Import ``name`` or skip locally; under CI a missing module fails the test, since it means a broken install."""
@@ -23,13 +33,20 @@ def require_module(name: str):
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """One short real training run on a Fashion-MNIST subset, shared by the eval / predict / export tests."""
-    from resnet.train.config import load_config
-    from resnet.train.trainer import train
+    """One short real training run on a Fashion-MNIST subset, shared by the eval / predict / export tests (and by
+    every xdist worker: the first one trains under a file lock, the others find its finished run directory)."""
+    from resnet.config import load_config
+    from resnet.train import RunResult, train
 
-    out = tmp_path_factory.mktemp("runs") / "fmnist"
-    cfg = load_config("fashion-mnist-resnet20", {"out": str(out), "epochs": 3, "batch_size": 64,
-                                                 "data.train_limit": 8000, "data.val_split": 1000},
-                      ["optim.lr=0.1", "schedule.name=cosine", "schedule.warmup_epochs=0.2", "log_every=20",
-                       "test_tta=none"])
-    return train(cfg, log=lambda *a, **k: None)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the workers' common base directory
+    out = shared / "shared-runs" / "fmnist"
+    with FileLock(str(shared / "shared-runs.lock")):
+        if not (out / "results.json").is_file():
+            cfg = load_config("fashion-mnist-resnet20", {"out": str(out), "epochs": 3, "batch_size": 64,
+                                                         "data.train_limit": 8000, "data.val_split": 1000},
+                              ["optim.lr=0.1", "schedule.name=cosine", "schedule.warmup_epochs=0.2", "log_every=20",
+                               "test_tta=none"])
+            train(cfg, log=lambda *a, **k: None)
+    return RunResult(out, None, json.loads((out / "results.json").read_text()))

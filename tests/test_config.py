@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from resnet.errors import UserError
-from resnet.train.config import list_recipes, load_config, read_recipe, save_config, config_from_dict, to_dict
+from resnet.config import list_recipes, load_config, read_recipe, save_config, config_from_dict, to_dict
 
 RECIPES = ["fashion-mnist-resnet20", "fashion-mnist-resnet20-long", "cifar10-resnet20-paper",
            "cifar10-resnet32-paper", "cifar10-resnet44-paper", "cifar10-resnet56-paper", "cifar10-resnet110-paper",
@@ -83,3 +83,22 @@ def test_recipe_base_inheritance_and_user_file(tmp_path):
     assert cfg.epochs == 2 and cfg.optim.lr == 0.3 and cfg.optim.name == load_config().optim.name
     with pytest.raises(UserError, match="unknown recipe"):
         load_config("cifar10-resnet57-paper")
+
+
+def test_dataset_specific_fields_do_not_leak_into_another_data_set():
+    """The default recipe holds out 5,000 Fashion-MNIST images; a run on a folder of 180 photos must not."""
+    assert load_config().data.val_split == 5000
+    moved = load_config(None, {"data.name": "imagefolder:photos", "model.name": "resnet18"})
+    assert moved.data.val_split == 0 and moved.data.name == "imagefolder:photos"
+    asked = load_config(None, {"data.name": "imagefolder:photos"}, ["data.val_split=0.1"])
+    assert asked.data.val_split == 0.1  # given again on the command line: kept
+    assert load_config(None, {"data.name": "fashion-mnist"}).data.val_split == 5000  # the same set: kept
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(UserError, match="optim.name must be one of sgd, nesterov, adamw, not 'lamb'"):
+        load_config(None, None, ["optim.name=lamb"])
+    with pytest.raises(UserError, match="test_tta must be one of none, flip, 10crop"):
+        load_config(None, None, ["test_tta=5crop"])
+    with pytest.raises(UserError, match="choose one of fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH"):
+        load_config(None, None, ["data.name=svhn"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet.data.datasets import load_memory_dataset, read_idx, split_holdout
+from resnet.data.datasets import load_cifar_dataset, load_idx_dataset, read_idx, split_holdout
 from resnet.data.memory import Augment, MemoryLoader, apply_erase, crop_flip, erase_boxes
 from resnet.data.sampling import epoch_permutation, train_indices
 from resnet.errors import UserError
@@ -33,8 +33,8 @@ def make_idx_set(root, n_train=64, n_test=32, size=28, compress=True):
 @pytest.mark.parametrize("compress", [True, False])
 def test_idx_reader(tmp_path, compress):
     make_idx_set(tmp_path, compress=compress)
-    train = load_memory_dataset("mnist", str(tmp_path), train=True, download=False)
-    test = load_memory_dataset("mnist", str(tmp_path), train=False, download=False)
+    train = load_idx_dataset("mnist", str(tmp_path), train=True, download=False)
+    test = load_idx_dataset("mnist", str(tmp_path), train=False, download=False)
     assert train.images.shape == (64, 1, 28, 28) and train.images.dtype == torch.uint8
     assert test.labels.tolist() == [i % 10 for i in range(32)]
     raw = read_idx(tmp_path / ("train-images-idx3-ubyte" + (".gz" if compress else "")))
@@ -49,14 +49,14 @@ def test_idx_truncated_and_missing(tmp_path, monkeypatch):
     raw = gzip.open(path).read()
     gzip.open(path, "wb").write(raw[:-100])
     with pytest.raises(UserError, match="truncated"):
-        load_memory_dataset("mnist", str(tmp_path), train=True, download=False)
+        load_idx_dataset("mnist", str(tmp_path), train=True, download=False)
     with pytest.raises(UserError, match="mnist not found in .*nowhere") as info:
-        load_memory_dataset("mnist", str(tmp_path / "nowhere"), train=True, download=False)
+        load_idx_dataset("mnist", str(tmp_path / "nowhere"), train=True, download=False)
     assert "\n" not in str(info.value)
 
 
 def test_real_fashion_mnist_is_found():
-    data = load_memory_dataset("fashion-mnist", None, train=False, download=False)
+    data = load_idx_dataset("fashion-mnist", None, train=False, download=False)
     assert len(data) == 10_000 and data.classes[0] == "T-shirt/top"
     assert data.labels.bincount().tolist() == [1000] * 10
 
@@ -76,8 +76,8 @@ def write_cifar(root, n_per_batch=20):
 
 def test_cifar_batches_reader(tmp_path):
     folder = write_cifar(tmp_path)
-    train = load_memory_dataset("cifar10", str(tmp_path), train=True, download=False)
-    test = load_memory_dataset("cifar10", str(tmp_path), train=False, download=False)
+    train = load_cifar_dataset("cifar10", str(tmp_path), train=True, download=False)
+    test = load_cifar_dataset("cifar10", str(tmp_path), train=False, download=False)
     assert train.images.shape == (100, 3, 32, 32) and len(test) == 20
     assert train.classes[9] == "truck"
     raw = pickle.load(open(folder / "data_batch_1", "rb"))
@@ -94,7 +94,7 @@ def test_cifar_reader_refuses_code_in_pickles(tmp_path):
 
     pickle.dump({b"data": Evil(), b"labels": []}, open(folder / "test_batch", "wb"))
     with pytest.raises(UserError, match="refusing to load builtins.print"):
-        load_memory_dataset("cifar10", str(tmp_path), train=False, download=False)
+        load_cifar_dataset("cifar10", str(tmp_path), train=False, download=False)
 
 
 def test_holdout_split_is_seeded_and_disjoint():

@@ -83,7 +83,7 @@ def _eval_worker(rank: int, world: int, init_file: str, results: dict) -> None:
     from resnet.data.datasets import MemoryDataset
     from resnet.data.memory import MemoryLoader
     from resnet.models import create_model
-    from resnet.train.loop import evaluate
+    from resnet.evaluate import evaluate
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(0)

@@ -1,0 +1,61 @@
+"""The evaluation loop's pure parts: test-time views and exact counting, on hand-made tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from resnet.errors import UserError
+from resnet.evaluate import TTA_MODES, evaluate, tta_views
+
+
+def test_ten_crop_views_are_the_corners_centre_and_their_mirrors():
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
+    views = tta_views(x, "10crop", (6, 6))
+    assert len(views) == 10 and all(v.shape == (2, 1, 6, 6) for v in views)
+    # torchvision's order: top-left, top-right, bottom-left, bottom-right, centre, then the same of the mirror
+    assert torch.equal(views[0], x[..., :6, :6]) and torch.equal(views[1], x[..., :6, 2:])
+    assert torch.equal(views[2], x[..., 2:, :6]) and torch.equal(views[3], x[..., 2:, 2:])
+    assert torch.equal(views[4], x[..., 1:7, 1:7])
+    assert torch.equal(views[5], x.flip(3)[..., :6, :6]) and torch.equal(views[9], x.flip(3)[..., 1:7, 1:7])
+
+
+def test_ten_crop_of_a_batch_already_at_size_pads_first():
+    x = torch.ones(1, 1, 32, 32)
+    views = tta_views(x, "10crop", (32, 32))
+    assert all(v.shape == (1, 1, 32, 32) for v in views)
+    assert torch.equal(views[4], x)  # the centre of the padded image is the image itself
+    assert views[0][0, 0, 0, 0] == 0 and views[0][0, 0, -1, -1] == 1  # a corner view holds the zero border
+
+
+def test_flip_and_none():
+    x = torch.rand(3, 2, 5, 7)
+    assert [v.data_ptr() for v in tta_views(x, "none", (5, 7))] == [x.data_ptr()]
+    a, b = tta_views(x, "flip", (5, 7))
+    assert torch.equal(a, x) and torch.equal(b, x.flip(3))
+    with pytest.raises(UserError, match="choose one of " + ", ".join(TTA_MODES)):
+        tta_views(x, "5crop", (5, 7))
+
+
+class Fixed(nn.Module):
+    """Logits that favour class ``i % 3`` for the i-th example of the batch it was built for."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[: len(x)]
+
+
+def test_top1_top5_loss_and_confusion_are_exact():
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0], [4.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 1, 1, 2])
+    r = evaluate(Fixed(logits), [(torch.zeros(4, 1, 2, 2), labels)], device=torch.device("cpu"), precision="fp32",
+                 num_classes=3)
+    assert (r.count, r.top1, r.top5) == (4, 50.0, 100.0)
+    assert r.confusion.tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
+    expected = nn.functional.cross_entropy(logits, labels).item()
+    assert r.loss == pytest.approx(expected, rel=1e-6)
+    assert [c["accuracy"] for c in r.per_class(["a", "b", "c"])] == [100.0, 50.0, 0.0]
