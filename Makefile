@@ -24,7 +24,7 @@ data:
 # The main job: train the default recipe (ResNet-20 on Fashion-MNIST, ~10 min on 2 CPU cores), then evaluate it.
 demo: setup data
 	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
-	$(VENV)/bin/resnet train --out $$run && $(VENV)/bin/resnet eval $$run --tta flip
+	$(VENV)/bin/resnet train --out $$run && $(VENV)/bin/resnet eval $$run
 
 test: setup data
 	$(PY) -m pytest -q -n auto --durations=15
