@@ -15,7 +15,7 @@ LAYERS = [
     ("base", ["errors", "table", "io", "device", "images", "plots"]),
     ("models and data", ["models", "data"]),
     ("config", ["config"]),
-    ("model files and evaluation", ["modelcard", "runs", "evaluate"]),
+    ("model files and evaluation", ["modelcard", "runs", "evaluate", "pretrained"]),
     ("train", ["train"]),
     ("tools", ["predict", "backends", "export", "explain", "experiments"]),
     ("cli", ["cli", "__main__", "__init__"]),

@@ -100,7 +100,13 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, res
 
 
 def load_model_and_card(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
-    """Rebuild a trained model (eval mode) and its card from a run directory, checkpoint or safetensors file."""
+    """Rebuild a trained model (eval mode) and its card from a run directory, checkpoint or safetensors file, or
+    named pretrained weights (``torchvision:resnet50``, ``timm:resnet50d:TAG``: resnet.pretrained)."""
+    from .pretrained import is_named, load_named_model  # same layer; pretrained imports this module
+
+    if is_named(path):
+        model, card = load_named_model(str(path))
+        return model.to(device).eval(), card
     path = resolve_weights(path)
     if path.suffix == ".safetensors":
         card = _card_beside(path)

@@ -27,7 +27,12 @@ def run_dir_of(source: str | Path) -> Path:
 
 
 def resolve_weights(source: str | Path) -> Path:
-    """A run directory -> its model.safetensors (or, before training finished, checkpoints/last.pt); files as given."""
+    """A run directory -> its model.safetensors (or, before training finished, checkpoints/last.pt); files as given;
+    named pretrained weights (``torchvision:resnet50``) -> their file in the download cache (resnet.pretrained)."""
+    from .pretrained import is_named, named_weights_file  # same layer; pretrained imports this module
+
+    if is_named(source):
+        return named_weights_file(str(source))
     path = Path(source)
     if path.is_dir():
         for candidate in (path / "model.safetensors", path / "checkpoints" / "last.pt"):
