@@ -65,6 +65,13 @@ class ScheduleConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    freeze_stages: int = 0  # 0: train everything; K: the stem and the first K stages keep their weights (BN in eval mode); -1: the whole backbone (only the head trains)
+    backbone_lr: float = 1.0  # lr multiplier of the pretrained layers against the new head (e.g. 0.1)
+    head_warmup_epochs: float = 0.0  # train the new head alone this long before the backbone joins
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -92,6 +99,8 @@ class Config:
     test_tta: TTAMode = "none"  # test-time augmentation of the final test (and the default of `resnet eval`)
     init_from: str | None = None  # start from these weights (.safetensors, checkpoint .pt, or a run directory)
     reset_head: bool = False  # with init_from: keep a fresh classifier (fine-tuning on another label set)
+    pretrained: str | None = None  # torchvision[:TAG] | timm[:TAG] | a weights file (.pth .pt .bin .safetensors) | a run directory or checkpoint
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     out: str | None = None  # run directory (default runs/<recipe>, numbered if taken)
     recipe: str | None = None  # name of the recipe this config came from (informational)
 
@@ -185,6 +194,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("on" if value else "off") in choices:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare off/on (no/yes) as a boolean
         if value not in choices:
             raise UserError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}")
         return value
@@ -293,6 +304,12 @@ def validate(cfg: Config) -> Config:
     _check(cfg.checkpoint_every >= 0 and cfg.keep_checkpoints >= 0, "checkpoint_every and keep_checkpoints must "
                                                                     "be >= 0")
     _check(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
+    f = cfg.finetune
+    _check(f.freeze_stages >= -1, f"finetune.freeze_stages must be -1 (the whole backbone), 0 (none) or a number of "
+                                  f"stages, got {f.freeze_stages}")
+    _check(f.backbone_lr > 0, f"finetune.backbone_lr must be positive (to keep layers fixed use "
+                              f"finetune.freeze_stages), got {f.backbone_lr}")
+    _check(f.head_warmup_epochs >= 0, f"finetune.head_warmup_epochs must be >= 0, got {f.head_warmup_epochs}")
     return cfg
 
 

@@ -35,6 +35,7 @@ class TrainContext:
     ema: torch.optim.swa_utils.AveragedModel | None = None
     ema_every: int = 1
     mixer: Callable | None = None  # (images, labels, step) -> (images, soft targets)
+    freeze: Callable[[int], None] | None = None  # (step) -> fine-tuning: freeze what does not train at this step
     step: int = 0  # optimizer steps done in the whole run
 
 
@@ -42,6 +43,8 @@ def train_step(ctx: TrainContext, images: torch.Tensor, labels: torch.Tensor) ->
     """Forward, backward, optimizer, schedule and EMA for one batch. Returns (mean loss, misclassified count) as
     device tensors; nothing here waits for the device."""
     ctx.model.train()
+    if ctx.freeze is not None:
+        ctx.freeze(ctx.step)  # after train(): frozen BatchNorm layers go back to eval mode
     targets = labels
     if ctx.mixer is not None:
         images, targets = ctx.mixer(images, labels, ctx.step)

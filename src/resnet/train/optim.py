@@ -19,6 +19,7 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 from ..config import Config, OptimConfig, OptimizerName, ScheduleConfig, ScheduleName
+from .finetune import split_head_backbone
 
 
 def scaled_lr(cfg: Config, world_size: int = 1) -> float:
@@ -49,8 +50,13 @@ OPTIMIZERS: dict[str, OptimizerBuilder] = {
 }
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    return OPTIMIZERS[cfg.name](param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias), cfg, lr)
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float, backbone_lr: float = 1.0) -> torch.optim.Optimizer:
+    """The named optimizer over the parameters that need gradients; with ``backbone_lr`` != 1 (fine-tuning) every
+    group is split into the head's part (lr) and the backbone's (lr x backbone_lr)."""
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias)
+    if backbone_lr != 1.0:
+        groups = split_head_backbone(model, groups, lr, backbone_lr)
+    return OPTIMIZERS[cfg.name](groups, cfg, lr)
 
 
 # ------------------------------------------------------------------------------------------------------- schedules
@@ -67,6 +73,12 @@ def _step(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, mai
 
 def _cosine(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
     base = optimizer.param_groups[0]["lr"]
+    if cfg.min_lr_factor and len({g["lr"] for g in optimizer.param_groups}) > 1:
+        # Groups of different peaks (fine-tuning's backbone_lr): eta_min is one absolute number, so use the closed
+        # form as a factor of each group's own peak instead.
+        floor = cfg.min_lr_factor
+        return lr_scheduler.LambdaLR(
+            optimizer, lambda t: floor + (1 - floor) * (1 + math.cos(math.pi * min(t, main_steps) / main_steps)) / 2)
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=base * cfg.min_lr_factor)
 
 

@@ -23,11 +23,13 @@ from ..device import resolve_device, resolve_precision
 from ..errors import TrainingStopped, UserError
 from ..evaluate import EvalResult, evaluate
 from ..io import load_checkpoint, write_json
-from ..modelcard import load_into, read_weights, save_model
+from ..modelcard import load_into, save_model
 from ..plots import plot_curves
-from ..runs import latest_valid_checkpoint, resolve_weights, resume_checkpoint, resume_run_dir
+from ..pretrained import init_model
+from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
+from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
 from .loop import NonFiniteLoss, TrainContext, first_nonfinite, train_step, weights_finite
 from .optim import build_optimizer, build_scheduler, scaled_lr, total_steps_for
@@ -61,9 +63,9 @@ class Trainer:
         self.data = build_data(cfg.data, cfg.batch_size, cfg.seed, self.device, self.env.rank, self.env.world,
                                cfg.channels_last, in_chans=int(cfg.model.kwargs.get("in_chans", 3)), log=self._say)
         self.model = build_model(cfg, self.data)
-        if cfg.init_from and ckpt is None:
-            load_into(self.model, read_weights(resolve_weights(cfg.init_from)), cfg.init_from,
-                      reset_head=cfg.reset_head)
+        # --pretrained / init_from (one loader: resnet.pretrained); a resumed run has its own weights.
+        self.init_note = init_model(self.model, cfg.model.name, cfg.pretrained, cfg.init_from,
+                                    cfg.reset_head) if ckpt is None else None
         self.card = make_card(cfg, self.data)
         self.model.to(self.device)
         if cfg.channels_last:
@@ -73,9 +75,11 @@ class Trainer:
 
         self.steps_per_epoch = len(self.data.train)
         self.total_steps, self.epochs = total_steps_for(cfg, self.steps_per_epoch)
+        # Fine-tuning: layers frozen for good leave the optimizer; the head warm-up acts step by step in train_step.
+        self.finetune = plan_finetuning(self.model, cfg.finetune, self.steps_per_epoch)
         self.global_batch = cfg.batch_size * self.env.world
         self.lr = scaled_lr(cfg, self.env.world)
-        self.optimizer = build_optimizer(self.model, cfg.optim, self.lr)
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
@@ -86,13 +90,15 @@ class Trainer:
         train_model: nn.Module = self.model
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            train_model = nn.parallel.DistributedDataParallel(  # head warm-up: the backbone is unused at first
+                self.model, device_ids=ids, find_unused_parameters=bool(self.finetune and self.finetune.toggles))
         if cfg.compile:
             train_model = torch.compile(train_model)
         self.ctx = TrainContext(train_model, self.optimizer, self.scheduler, self.scaler,
                                 nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), self.device,
                                 self.precision, cfg.grad_clip, self.ema, cfg.ema_every,
-                                make_mixer(cfg, len(self.data.classes)))
+                                make_mixer(cfg, len(self.data.classes)),
+                                freeze=self.finetune.apply if self.finetune else None)
         if resume is not None:
             self.run_dir = resume_run_dir(resume, cfg.out)
             if ckpt is not None:
@@ -252,6 +258,10 @@ class Trainer:
                   f"{', channels_last' if cfg.channels_last else ''}; global batch {self.global_batch}, lr "
                   f"{self.lr:g} ({cfg.optim.name}, {cfg.schedule.name}); {self.total_steps:,} steps = "
                   f"{self.total_steps / self.steps_per_epoch:.4g} epochs of {self.steps_per_epoch}")
+        if self.init_note:
+            self._say(self.init_note)
+        if self.finetune:
+            self._say(self.finetune.describe())
 
     def run(self) -> RunResult:
         self._banner()
