@@ -1,0 +1,228 @@
+"""`resnet explain`: Grad-CAM (Selvaraju et al. 2017) pictures of where a model looks, computed with Captum.
+
+The map is taken at the model's last feature map, the output of ``forward_features``: the last stage for the
+post-activation ResNet, the final BN -> ReLU after it for the pre-activation family (the layer the pooling and the
+classifier read, so the gradients are exactly those of the logit). Images are preprocessed exactly as in prediction
+and evaluation (the model card's resize, crop and normalisation), and the heatmap is drawn over the image as the model
+saw it. A bad file gets an error entry; the others are still explained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backends import preprocess
+from .errors import UserError
+from .images import BadImageError, find_images, open_image
+from .modelcard import ModelCard
+
+EXPLAIN_HINT = "pip install 'resnet[explain]'"
+COLORMAP = "turbo"
+ALPHA = 0.5  # heatmap opacity over the image
+SHEET = "gradcam.png"  # the contact sheet's file name in the output folder
+
+
+def import_captum():
+    """captum.attr, imported lazily: the command names the extra that installs it."""
+    try:
+        from captum import attr
+    except ImportError:
+        raise UserError(f"Grad-CAM needs captum, which is not installed: {EXPLAIN_HINT}") from None
+    return attr
+
+
+class _Features(nn.Module):
+    """``model.forward_features`` as a module of its own, so its output (the last feature map) can be hooked."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+class _Split(nn.Module):
+    """The model as ``forward_head(features(x))``: the same logits, with the feature map at ``self.features``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.net = model
+        self.features = _Features(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.features(x))
+
+
+def cam_layer(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(forward module, layer to explain) for ``model``: the output of ``forward_features`` where the model splits
+    into features and head (every family here, timm models too), else the last stage's output."""
+    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+        split = _Split(model)
+        return split, split.features
+    if hasattr(model, "stages"):
+        return model, model.stages()[-1]
+    raise UserError(f"{type(model).__name__} has neither forward_features/forward_head nor stages(); Grad-CAM needs "
+                    f"a network of this package (or timm)")
+
+
+def gradcam(model: nn.Module, batch: torch.Tensor, target: int | list[int]) -> torch.Tensor:
+    """Grad-CAM of class ``target`` (one for all, or one per image) for a normalised batch (N, C, H, W): (N, H, W),
+    ReLU'd, upsampled bilinearly to the input size and scaled to [0, 1] per image (all zero where nothing in the
+    feature map speaks for the class)."""
+    attr = import_captum()
+    forward, layer = cam_layer(model)
+    with torch.enable_grad():
+        cams = attr.LayerGradCam(forward, layer).attribute(batch, target=target, relu_attributions=True)
+    cams = attr.LayerAttribution.interpolate(cams.detach().float(), tuple(batch.shape[-2:]), "bilinear")[:, 0]
+    cams = cams.clamp(min=0)  # bilinear interpolation keeps it non-negative; clamp rounding noise
+    peak = cams.flatten(1).amax(1).clamp(min=1e-12)
+    return cams / peak[:, None, None]
+
+
+def resolve_class(card: ModelCard, value: int | str | None) -> int | None:
+    """A class index from an index or a class name (``--class 3`` or ``--class Sneaker``); None stays None."""
+    if value is None:
+        return None
+    text = str(value)
+    if text in card.classes:
+        return card.classes.index(text)
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(card.classes):
+        return int(text)
+    raise UserError(f"--class {text} is neither a class index 0..{len(card.classes) - 1} nor a class name of this "
+                    f"model (e.g. {card.classes[0]!r})")
+
+
+def seen_image(x: torch.Tensor, card: ModelCard) -> np.ndarray:
+    """A normalised (C, H, W) input back to what the model saw, in [0, 1]: (H, W) gray or (H, W, 3) colour."""
+    mean = torch.tensor(card.mean, dtype=x.dtype).view(-1, 1, 1)
+    std = torch.tensor(card.std, dtype=x.dtype).view(-1, 1, 1)
+    img = (x * std + mean).clamp(0, 1)
+    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+
+
+# -------------------------------------------------------------------------------------------------------- drawing
+
+
+def _short(name: str, width: int = 26) -> str:
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
+def _overlay(ax, image: np.ndarray, cam: np.ndarray, title: str) -> None:
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.imshow(cam, cmap=COLORMAP, alpha=ALPHA, vmin=0, vmax=1)
+    ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+
+
+def _caption(r: dict) -> str:
+    return f"{_short(Path(r['path']).name)}\n{r['class']} {r['prob']:.2f}"
+
+
+def draw_explanation(r: dict, path: Path) -> None:
+    """One file's picture: the image as the model saw it, and the same with its Grad-CAM over it."""
+    from matplotlib.figure import Figure  # the object API needs no pyplot and no display
+
+    fig = Figure(figsize=(5.2, 2.9), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.imshow(r["image"], cmap="gray" if r["image"].ndim == 2 else None, vmin=0, vmax=1)
+    left.set_title(_short(Path(r["path"]).name, 40), fontsize=8)
+    left.set_axis_off()
+    predicted = "" if r["predicted"] == r["class"] else f"\n(predicted {r['predicted']} {r['predicted_prob']:.2f})"
+    _overlay(right, r["image"], r["cam"], f"Grad-CAM: {r['class']} {r['prob']:.2f}{predicted}")
+    fig.savefig(path, dpi=100)
+
+
+def draw_sheet(results: list[dict], path: Path, columns: int | None = None, title: str = "") -> None:
+    """A contact sheet: every explained image with its heatmap, titled with file name, class and probability."""
+    from matplotlib.figure import Figure
+
+    shown = [r for r in results if "cam" in r]
+    cols = columns or min(len(shown), 4 if len(shown) <= 8 else 6)
+    rows = -(-len(shown) // cols)
+    fig = Figure(figsize=(2.1 * cols, 2.4 * rows + (0.3 if title else 0)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, r in zip(axes, shown):
+        _overlay(ax, r["image"], r["cam"], _caption(r))
+    for ax in axes[len(shown):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=100)
+
+
+def _output_name(path: Path, used: set[str]) -> str:
+    name, n = f"{path.stem}.gradcam.png", 2
+    while name in used or name == SHEET:
+        name, n = f"{path.stem}-{n}.gradcam.png", n + 1
+    used.add(name)
+    return name
+
+
+# ----------------------------------------------------------------------------------------------------- the library
+
+
+def explain_files(model: nn.Module, card: ModelCard, paths: list[str | Path], out_dir: str | Path,
+                  target: int | str | None = None, batch_size: int = 16) -> list[dict]:
+    """Grad-CAM of every image file (folders are searched) for its predicted class, or for ``target`` (index or
+    name); writes ``OUT/<name>.gradcam.png`` per file and the contact sheet ``OUT/gradcam.png``.
+
+    One result per file, in order: ``{"path", "class", "index", "prob", "predicted", "predicted_prob", "output",
+    "cam", "image"}`` (``cam``: (H, W) in [0, 1] at the model's input size; ``image``: what the model saw) or
+    ``{"path", "error"}``. The sheet's path is ``results[i]["sheet"]`` of every explained file (absent if none)."""
+    import_captum()
+    files = find_images(paths)
+    if not files:
+        raise UserError(f"no image files found in {', '.join(map(str, paths))}")
+    index = resolve_class(card, target)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    transform = preprocess(card)
+    mode = "L" if card.input_size[0] == 1 else "RGB"
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: list[dict] = [{"path": str(p)} for p in files]
+    pending: list[tuple[int, torch.Tensor]] = []
+    used: set[str] = set()
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = torch.stack([x for _, x in pending]).to(device)
+        with torch.no_grad():
+            probs = model(batch).float().softmax(1).cpu()
+        predicted = probs.argmax(1).tolist()
+        targets = predicted if index is None else [index] * len(pending)
+        cams = gradcam(model, batch, targets).cpu()
+        for (i, x), t, p, cam, row in zip(pending, targets, predicted, cams, probs):
+            r = results[i]
+            r.update({"class": card.classes[t], "index": t, "prob": row[t].item(), "predicted": card.classes[p],
+                      "predicted_prob": row[p].item(), "cam": cam.numpy(), "image": seen_image(x, card)})
+            r["output"] = str(out / _output_name(files[i], used))
+            draw_explanation(r, Path(r["output"]))
+        pending.clear()
+
+    try:
+        for i, path in enumerate(files):
+            try:
+                pending.append((i, transform(open_image(path, mode))))
+            except BadImageError as exc:
+                results[i]["error"] = exc.reason
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+    finally:
+        model.train(was_training)
+    if any("cam" in r for r in results):
+        sheet = out / SHEET
+        draw_sheet(results, sheet, title=f"Grad-CAM of {card.architecture}"
+                                         f"{'' if index is None else f' for class {card.classes[index]}'}")
+        for r in results:
+            if "cam" in r:
+                r["sheet"] = str(sheet)
+    return results
