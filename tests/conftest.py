@@ -10,10 +10,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import tempfile
 
 import pytest
 import torch
 from filelock import FileLock
+
+# Image-folder scan caches of the tests go to a temporary folder, never to the user's ~/.cache/resnet.
+os.environ.setdefault("RESNET_CACHE", tempfile.mkdtemp(prefix="resnet-test-cache-"))
 
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))

@@ -10,12 +10,13 @@ import torch
 
 from ..errors import UserError
 from .datasets import MemoryDataset, split_holdout
-from .files import FileLoader, SeededImageDataset, scan_images
+from .files import FileLoader, SeededImageDataset
 from .memory import Augment, MemoryLoader
 from .options import PER_DATASET_FIELDS, DataConfig
 from .registry import (FolderSplit, check_dataset_name, dataset_spec, dataset_stats, folder_root, is_memory,
                        list_datasets, open_split)
 from .sampling import steps_per_epoch
+from .scan_cache import scan_folder
 from .transforms import eval_transform, train_transform
 
 Loader = Union[MemoryLoader, FileLoader]
@@ -78,10 +79,12 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
                    log=print) -> DataBundle:
     opened = open_split(d.name, "train")
     root, train_samples, classes = opened.root, opened.samples, opened.classes
+    listed = [p for p, _ in opened.samples]  # every file of the folder: the scan cache forgets the others
     mode = "L" if in_chans == 1 else "RGB"
     if (root / "val").is_dir():
         held_out = open_split(d.name, "test")
         test_samples, test_classes = held_out.samples, held_out.classes
+        listed += [p for p, _ in test_samples]
         if test_classes != classes:
             raise UserError(f"{root}/val has classes {test_classes[:3]}... but {root}/train has {classes[:3]}...; "
                             f"both need the same class folders")
@@ -100,7 +103,17 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     if d.test_limit:
         test_samples = test_samples[:d.test_limit]
     splits = {"train": train_samples, "val": val_samples or [], "test": test_samples}
-    bad = scan_images([s for part in splits.values() for s in part], mode, workers=max(d.workers, 2))
+    # Files of this run that do not decode: only new or changed ones are decoded under data.verify=cached.
+    if d.verify == "off" and d.bad_images == "skip":
+        log("warning: data.verify=off checks no file before training, so data.bad_images=skip cannot leave bad files "
+            "out: a bad file stops the run when the loader reaches it")
+    # Other processes of a multi-process run wait for rank 0's scan (a lock) and take its result from the cache.
+    verify = "cached" if rank > 0 and d.verify == "full" else d.verify
+    scan = scan_folder(root, [s for part in splits.values() for s in part], mode, verify, workers=None,
+                       listed=listed, log=log)
+    if scan.warning:
+        log(f"warning: {scan.warning}")
+    bad = scan.bad
     if bad:
         if d.bad_images == "error":
             listing = "; ".join(str(e) for e in bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")

@@ -5,6 +5,7 @@ order and augmentation survive a resume and do not depend on the number of worke
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
@@ -27,18 +28,25 @@ def list_samples(folder: Path) -> tuple[list[tuple[str, int]], list[str]]:
         classes, class_to_idx = find_classes(str(folder))
     except FileNotFoundError:
         raise UserError(f"{folder} holds no class folders; put each class's images in {folder}/<class>/") from None
-    empty = [c for c in classes if not any(p.is_file() for p in (folder / c).rglob("*"))]
-    if empty:
-        raise UserError(f"class folder {folder / empty[0]} is empty{f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''}; "
-                        f"add images or remove the folder")
+    # Empty classes are found from the listing itself: no second walk of every folder.
     samples = make_dataset(str(folder), class_to_idx, extensions=IMAGE_SUFFIXES, allow_empty=True)
-    if not samples:
-        raise UserError(f"no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) under {folder}")
+    present = {label for _, label in samples}
+    empty = [c for c in classes if class_to_idx[c] not in present]
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise UserError(f"class folder {folder / empty[0]} is empty{more} (no {', '.join(IMAGE_SUFFIXES[:4])}, ... "
+                        f"files); add images or remove the folder")
     return samples, classes
 
 
-def scan_images(samples: list[tuple[str, int]], mode: str, workers: int = 4) -> list[BadImageError]:
-    """Decode every file once; return the ones that fail, in order."""
+def scan_images(samples: list[tuple[str, int]], mode: str, workers: int | None = 4) -> list[BadImageError]:
+    """Decode every file once (in ``workers`` threads, default one per core: PIL decodes without the GIL); return
+    the ones that fail, in order. :func:`resnet.data.scan_cache.scan_folder` remembers the results."""
+    if not samples:
+        return []
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+
     def check(sample):
         try:
             open_image(sample[0], mode)
@@ -65,7 +73,9 @@ class SeededImageDataset(Dataset):
         try:
             image = open_image(path, self.mode)
         except BadImageError as exc:
-            raise UserError(f"bad image during training: {exc}; set data.bad_images=skip to leave such files out") from None
+            raise UserError(f"bad image during training: {exc}; fix or remove it, or leave such files out with "
+                            f"data.bad_images=skip (files are checked before training unless data.verify=off)"
+                            ) from None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(step_seed(self.seed, epoch, index))
             return self.transform(image), label
@@ -120,5 +130,17 @@ class FileLoader:
     def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.epoch, self.sampler.start_step = epoch, start_step
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        for x, y in self.loader:
-            yield (x.to(self.device, non_blocking=True, memory_format=fmt), y.to(self.device, non_blocking=True))
+        try:
+            for x, y in self.loader:
+                yield (x.to(self.device, non_blocking=True, memory_format=fmt), y.to(self.device, non_blocking=True))
+        except UserError as exc:
+            raise _unwrapped(exc) from None
+
+
+def _unwrapped(exc: UserError) -> UserError:
+    """The one sentence of a UserError raised in a DataLoader worker, which torch re-raises wrapped in the worker's
+    traceback ("Caught UserError in DataLoader worker process 0. Original Traceback ... UserError: <sentence>")."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        text = text.rstrip().splitlines()[-1].partition("UserError: ")[2] or text
+    return UserError(text)

@@ -7,6 +7,7 @@ from typing import Literal
 
 AutoAugment = Literal["trivialaugment", "randaugment", "autoaugment"]
 BadImages = Literal["error", "skip"]  # what a file-based set does with files that fail to decode
+Verify = Literal["full", "cached", "off"]  # how a file-based set checks its files decode before training
 
 
 @dataclass
@@ -28,6 +29,7 @@ class DataConfig:
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off
     workers: int = 2  # file-based sets: data-loader worker processes
     bad_images: BadImages = "error"  # file-based sets
+    verify: Verify = "cached"  # file-based sets: decode every file (full), only new or changed ones (cached), none (off)
 
 
 # Fields that describe one data set's size or location: a recipe's values for them do not carry over to a run on
