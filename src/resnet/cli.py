@@ -48,6 +48,7 @@ TRAIN_FLAGS = {  # command-line flag -> config key
     "model": "model.name", "data": "data.name", "data_root": "data.root", "epochs": "epochs",
     "iterations": "iterations", "batch_size": "batch_size", "lr": "optim.lr", "out": "out",
     "train_limit": "data.train_limit", "seed": "seed", "device": "device", "precision": "precision",
+    "pretrained": "pretrained",
 }
 
 
@@ -158,6 +159,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_files
+    from .modelcard import load_model_and_card
+
+    model, card = load_model_and_card(args.model_path)
+    results = explain_files(model, card, args.paths, args.out, target=args.target)
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r["path"], f"error: {r['error']}", "", ""])
+            continue
+        note = "" if r["predicted"] == r["class"] else f" (predicted {r['predicted']} {r['predicted_prob']:.3f})"
+        rows.append([r["path"], r["class"] + note, f"{r['prob']:.4f}", r["output"]])
+    print(format_table(["file", "class", "prob", "Grad-CAM"], rows, align="llrl"))
+    sheet = next((r["sheet"] for r in results if "sheet" in r), None)
+    if sheet:
+        print(f"\ncontact sheet: {sheet}")
+    failed = sum("error" in r for r in results)
+    if failed:
+        print(f"resnet: error: {failed} of {len(results)} file(s) could not be read as images (see above); the "
+              f"others were explained", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
@@ -236,12 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "--set optim.weight_decay=5e-4 (repeatable)")
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, a run directory, or the "
                    "newest valid checkpoint in --out (auto)")
+    p.add_argument("--pretrained", metavar="SOURCE", help="start from these weights: torchvision[:TAG] or "
+                   "timm[:TAG] (the --model's ImageNet weights, e.g. torchvision:IMAGENET1K_V1), a weights file "
+                   "(.pth .pt .bin .safetensors) or a run directory / checkpoint; another class count gets a new "
+                   "head, other input channels an adapted first conv")
     p.add_argument("--nproc", type=int, metavar="N", help="train in N processes on this machine (DDP through "
                    "torchrun; one GPU each on CUDA)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a trained model")
-    p.add_argument("path", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("path", metavar="RUN_OR_CHECKPOINT", help="a run directory, checkpoint or .safetensors file, or "
+                   "pretrained weights: torchvision:ARCH[:TAG] | timm:ARCH[:TAG] (e.g. torchvision:resnet50)")
     p.add_argument("--data", help="data set (default: the one the model was trained on)")
     p.add_argument("--data-root")
     p.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the one the run's own final "
@@ -253,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities for image files or folders")
-    p.add_argument("model_path", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("model_path", metavar="RUN_OR_CHECKPOINT", help="a run directory, checkpoint or .safetensors "
+                   "file, or pretrained ImageNet weights: torchvision:ARCH[:TAG] | timm:ARCH[:TAG] (e.g. "
+                   "torchvision:resnet50)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
@@ -264,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained model to ONNX (verified, optionally int8), TorchScript or "
                                       "safetensors")
-    p.add_argument("path", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("path", metavar="RUN_OR_CHECKPOINT", help="a run directory, checkpoint or .safetensors file, or "
+                   "pretrained weights: torchvision:ARCH[:TAG] | timm:ARCH[:TAG] (written to the current folder "
+                   "unless --out)")
     p.add_argument("--format", default="onnx", help=f"{' | '.join(FORMATS)} (default: onnx)")
     p.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt / model.safetensors in "
                                  "the run directory)")
@@ -280,6 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "models trained on image folders that are not on this machine)")
     p.add_argument("--data-root", help="folder holding the data set files")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("explain", help="Grad-CAM heatmaps: where the model looks for its class, per image and as "
+                                       "one contact sheet",
+                       description="Write OUT/<image>.gradcam.png for every image (the image as the model saw it, "
+                                   "and the Grad-CAM of the predicted or given class over it) and OUT/gradcam.png, a "
+                                   "contact sheet of all of them. Needs captum: pip install 'resnet[explain]'.")
+    p.add_argument("model_path", metavar="RUN_OR_WEIGHTS", help="a run directory, checkpoint or .safetensors "
+                   "file, or pretrained weights: torchvision:ARCH[:TAG] | timm:ARCH[:TAG]")
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--class", dest="target", metavar="K", help="explain this class (index or name) instead of "
+                                                               "the predicted one")
+    p.add_argument("--out", default="gradcam", metavar="DIR", help="output folder (default: ./gradcam)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("degradation", help="the paper's experiment: plain vs residual nets of growing depth",
                        description="Train plain-N and ResNet-N for every depth with the same recipe and seeds; "
