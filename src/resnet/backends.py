@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from .data import eval_transform
 from .errors import UserError
+from .images import BadImageError, find_images, open_image
 from .modelcard import ModelCard, load_model_and_card
 from .runs import resolve_export
 
@@ -23,6 +24,31 @@ ONNX_HINT = "pip install 'resnet[onnx]'"
 def preprocess(card: ModelCard):
     """The evaluation transform of ``card``: PIL image -> normalised float tensor (C, H, W)."""
     return eval_transform(card.resize, card.crop, card.mean, card.std)
+
+
+def image_files(paths: list[str | Path]) -> list[Path]:
+    """The image files of ``paths`` (folders searched); none at all is a UserError."""
+    files = find_images(paths)
+    if not files:
+        raise UserError(f"no image files found in {', '.join(map(str, paths))}")
+    return files
+
+
+def image_batches(files: list[Path], card: ModelCard, batch_size: int,
+                  results: list[dict]) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """``files`` decoded and preprocessed as ``card`` says, in batches of (file indices, tensor); a file that cannot
+    be read gets ``results[i]["error"]`` and is left out, the others go on (predict and explain)."""
+    transform = preprocess(card)
+    mode = "L" if card.input_size[0] == 1 else "RGB"
+    pending: list[tuple[int, torch.Tensor]] = []
+    for i, path in enumerate(files):
+        try:
+            pending.append((i, transform(open_image(path, mode))))
+        except BadImageError as exc:
+            results[i]["error"] = exc.reason
+        if len(pending) == batch_size or (i == len(files) - 1 and pending):
+            yield [j for j, _ in pending], torch.stack([x for _, x in pending])
+            pending = []
 
 
 def import_onnx(exporter: bool = False):

@@ -122,6 +122,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def unreadable_status(results: list[dict], done: str) -> int:
+    """Exit status of a per-file command: 2, with one sentence, when some files could not be read as images."""
+    failed = sum("error" in r for r in results)
+    if failed:
+        print(f"resnet: error: {failed} of {len(results)} file(s) could not be read as images (see above); the "
+              f"others were {done}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
@@ -151,12 +161,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rows.append([r["path"], best["label"], f"{best['prob']:.4f}",
                          ", ".join(f"{t['label']} {t['prob']:.3f}" for t in rest)])
         print(format_table(["file", "prediction", "prob", "next"], rows, align="llrl"))
-    failed = sum("error" in r for r in results)
-    if failed:
-        print(f"resnet: error: {failed} of {len(results)} file(s) could not be read as images (see above); the "
-              f"others were predicted", file=sys.stderr)
-        return 2
-    return 0
+    return unreadable_status(results, "predicted")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -176,12 +181,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     sheet = next((r["sheet"] for r in results if "sheet" in r), None)
     if sheet:
         print(f"\ncontact sheet: {sheet}")
-    failed = sum("error" in r for r in results)
-    if failed:
-        print(f"resnet: error: {failed} of {len(results)} file(s) could not be read as images (see above); the "
-              f"others were explained", file=sys.stderr)
-        return 2
-    return 0
+    return unreadable_status(results, "explained")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends import preprocess
+from .backends import image_batches, image_files
 from .errors import UserError
-from .images import BadImageError, find_images, open_image
 from .modelcard import ModelCard
 
 EXPLAIN_HINT = "pip install 'resnet[explain]'"
@@ -175,47 +174,29 @@ def explain_files(model: nn.Module, card: ModelCard, paths: list[str | Path], ou
     "cam", "image"}`` (``cam``: (H, W) in [0, 1] at the model's input size; ``image``: what the model saw) or
     ``{"path", "error"}``. The sheet's path is ``results[i]["sheet"]`` of every explained file (absent if none)."""
     import_captum()
-    files = find_images(paths)
-    if not files:
-        raise UserError(f"no image files found in {', '.join(map(str, paths))}")
+    files = image_files(paths)
     index = resolve_class(card, target)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    transform = preprocess(card)
-    mode = "L" if card.input_size[0] == 1 else "RGB"
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     results: list[dict] = [{"path": str(p)} for p in files]
-    pending: list[tuple[int, torch.Tensor]] = []
     used: set[str] = set()
-
-    def flush() -> None:
-        if not pending:
-            return
-        batch = torch.stack([x for _, x in pending]).to(device)
-        with torch.no_grad():
-            probs = model(batch).float().softmax(1).cpu()
-        predicted = probs.argmax(1).tolist()
-        targets = predicted if index is None else [index] * len(pending)
-        cams = gradcam(model, batch, targets).cpu()
-        for (i, x), t, p, cam, row in zip(pending, targets, predicted, cams, probs):
-            r = results[i]
-            r.update({"class": card.classes[t], "index": t, "prob": row[t].item(), "predicted": card.classes[p],
-                      "predicted_prob": row[p].item(), "cam": cam.numpy(), "image": seen_image(x, card)})
-            r["output"] = str(out / _output_name(files[i], used))
-            draw_explanation(r, Path(r["output"]))
-        pending.clear()
-
     try:
-        for i, path in enumerate(files):
-            try:
-                pending.append((i, transform(open_image(path, mode))))
-            except BadImageError as exc:
-                results[i]["error"] = exc.reason
-            if len(pending) >= batch_size:
-                flush()
-        flush()
+        for indices, batch in image_batches(files, card, batch_size, results):
+            batch = batch.to(device)
+            with torch.no_grad():
+                probs = model(batch).float().softmax(1).cpu()
+            predicted = probs.argmax(1).tolist()
+            targets = predicted if index is None else [index] * len(indices)
+            cams = gradcam(model, batch, targets).cpu()
+            for i, x, t, p, cam, row in zip(indices, batch.cpu(), targets, predicted, cams, probs):
+                r = results[i]
+                r.update({"class": card.classes[t], "index": t, "prob": row[t].item(), "predicted": card.classes[p],
+                          "predicted_prob": row[p].item(), "cam": cam.numpy(), "image": seen_image(x, card)})
+                r["output"] = str(out / _output_name(files[i], used))
+                draw_explanation(r, Path(r["output"]))
     finally:
         model.train(was_training)
     if any("cam" in r for r in results):

@@ -7,6 +7,14 @@ import torch
 from torch import nn
 
 
+def check_layout(layers, widths, num_classes: int, in_chans: int) -> None:
+    """The arguments every family shares: one width per stage, positive class and channel counts."""
+    if len(layers) != len(widths):
+        raise ValueError(f"layers has {len(layers)} stages but widths has {len(widths)}")
+    if num_classes < 1 or in_chans < 1:
+        raise ValueError(f"num_classes and in_chans must be positive, got {num_classes} and {in_chans}")
+
+
 class StagedNet(nn.Module):
     """Base of the family classes: subclasses build ``stage_names`` (layer1, layer2, ...), ``num_features``,
     ``avgpool`` and ``fc``, and define ``forward_features``."""

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import StagedNet
+from .base import StagedNet, check_layout
 from .blocks import BLOCKS, SHORTCUT_KINDS
 
 STEMS = ("imagenet", "deep", "cifar")
@@ -76,10 +76,7 @@ class ResNet(StagedNet):
             raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
         if shortcut not in SHORTCUT_KINDS:
             raise ValueError(f"unknown shortcut kind {shortcut!r}; choose one of {', '.join(SHORTCUT_KINDS)}")
-        if len(layers) != len(widths):
-            raise ValueError(f"layers has {len(layers)} stages but widths has {len(widths)}")
-        if num_classes < 1 or in_chans < 1:
-            raise ValueError(f"num_classes and in_chans must be positive, got {num_classes} and {in_chans}")
+        check_layout(layers, widths, num_classes, in_chans)
         if zero_init_residual and shortcut == "none":
             raise ValueError("zero_init_residual needs shortcuts: a plain net with zeroed blocks outputs only zeros")
         block_cls = BLOCKS[block]

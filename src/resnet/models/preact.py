@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import StagedNet
+from .base import StagedNet, check_layout
 from .blocks import conv1x1, conv3x3
 from .net import _make_stem
 from .registry import register
@@ -121,10 +121,7 @@ class PreActResNet(StagedNet):
         super().__init__()
         if block not in PREACT_BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {', '.join(PREACT_BLOCKS)}")
-        if len(layers) != len(widths):
-            raise ValueError(f"layers has {len(layers)} stages but widths has {len(widths)}")
-        if num_classes < 1 or in_chans < 1:
-            raise ValueError(f"num_classes and in_chans must be positive, got {num_classes} and {in_chans}")
+        check_layout(layers, widths, num_classes, in_chans)
         block_cls = PREACT_BLOCKS[block]
         self.num_classes = num_classes
         self.in_chans = in_chans
