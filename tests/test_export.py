@@ -142,7 +142,6 @@ def test_fold_batchnorm_is_exact(name):
     assert (out - ref).abs().max() < 1e-5 * max(1.0, ref.abs().max().item())
 
 
-@pytest.mark.skipif("preact_resnet20" not in list_models(), reason="no pre-activation models registered")
 def test_onnx_export_keeps_the_batchnorm_no_conv_feeds(tmp_path):
     import onnx
 

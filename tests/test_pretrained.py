@@ -304,8 +304,8 @@ def test_no_network_and_no_cache_names_the_url_and_the_cache_path(hub, tmp_path,
     err = fails(capsys, "train", "--model", "resnet34", "--pretrained", "torchvision", "--out", out, *TINY)
     assert "name resolution" in err and f"save it as {hub / 'resnet34-b627a593.pth'}" in err
     assert not out.exists() and not (hub / "resnet34-b627a593.pth").exists()
-    if require_module("timm"):
-        monkeypatch.setenv("RESNET_OFFLINE", "1")
-        cfg = pt._timm_cfg("resnet50d", None)[1]
-        err = fails(capsys, "predict", "timm:resnet50d", image)
-        assert f"download {cfg['url']} and save it as {hub / cfg['url'].rsplit('/', 1)[1]}" in err
+    require_module("timm")
+    monkeypatch.setenv("RESNET_OFFLINE", "1")
+    cfg = pt._timm_cfg("resnet50d", None)[1]
+    err = fails(capsys, "predict", "timm:resnet50d", image)
+    assert f"download {cfg['url']} and save it as {hub / cfg['url'].rsplit('/', 1)[1]}" in err

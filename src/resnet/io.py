@@ -100,22 +100,35 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file {path} is truncated or corrupt ({exc}); export it again") from None
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def load_torch_file(path: str | Path, noun: str, empty: str, damaged: str) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code. Each way it can fail is
+    one sentence naming the file as ``noun`` ("checkpoint", "weights file"); ``empty`` and ``damaged`` end the
+    sentences for an empty and a truncated or corrupt file (what happened and what to do)."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"{noun} {path} is empty {empty}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = _first_line(exc) if str(exc).strip() else "disallowed content"
+        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
+                        f"run code when unpickled ({first}); only load files you trust with plain torch.load") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as exc:
+        raise UserError(f"{noun} {path} is truncated or corrupt ({_first_line(exc)[:120]}); {damaged}") from None
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint of ``resnet train`` with ``weights_only=True``: tensors and plain containers only."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
-    if path.stat().st_size == 0:
-        raise UserError(f"checkpoint {path} is empty (an interrupted write?); resume from an earlier checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "disallowed content"
-        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
-                        f"run code when unpickled ({first[:160]}); only load files you trust with plain torch.load") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({str(exc).splitlines()[0][:120]}); "
-                        f"use an earlier checkpoint") from None
+    ckpt = load_torch_file(path, "checkpoint", "(an interrupted write?); resume from an earlier checkpoint",
+                           "use an earlier checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise UserError(f"{path} is not a resnet checkpoint (no 'model' entry); give a checkpoint written by "
                         f"`resnet train`")

@@ -26,9 +26,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,7 +35,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .io import load_safetensors
+from .io import load_safetensors, load_torch_file
 from .modelcard import ModelCard, checkpoint_weights
 from .models import create_model, list_models, model_info
 from .runs import resolve_weights
@@ -369,20 +367,13 @@ def read_state_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; give a .pth/.pt/.bin/.safetensors file, a run "
                         f"directory, torchvision[:TAG] or timm[:TAG]")
-    if path.stat().st_size == 0:
-        raise UserError(f"weights file {path} is empty (an interrupted download or copy?); delete it and download "
-                        f"or copy it again")
     if path.suffix == ".safetensors":
+        if path.stat().st_size == 0:
+            raise UserError(f"weights file {path} is empty (an interrupted download or copy?); delete it and download "
+                            f"or copy it again")
         return load_safetensors(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = _short(exc) if str(exc).strip() else "disallowed content"
-        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
-                        f"run code when unpickled ({first}); only load files you trust with plain torch.load") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as exc:
-        raise UserError(f"weights file {path} is truncated or corrupt ({_short(exc)[:120]}); delete it and "
-                        f"download or copy it again") from None
+    obj = load_torch_file(path, "weights file", "(an interrupted download or copy?); delete it and download or copy "
+                          "it again", "delete it and download or copy it again")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and ("card" in obj or "optimizer" in obj):
         obj = checkpoint_weights(obj, (obj.get("card") or {}).get("weights", "final"))  # a checkpoint of ours
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

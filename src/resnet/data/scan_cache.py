@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from filelock import FileLock
+
 from ..images import MAX_PIXELS, BadImageError
 from ..io import write_text
 from .files import scan_images
@@ -73,21 +75,19 @@ def save_scan(path: Path, root: Path, mode: str, entries: dict[str, Entry]) -> N
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path``.lock for the length of a scan; none where locks are unavailable."""
+    """An exclusive lock (filelock) on ``path``.lock for the length of a scan; none where the cache folder cannot
+    hold a lock file (the scan then runs unlocked)."""
     try:
-        import fcntl
-
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path.with_name(path.name + ".lock"), "a")
-    except (ImportError, OSError):
+        lock = FileLock(str(path.with_name(path.name + ".lock")))
+        lock.acquire()
+    except OSError:
         yield
         return
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except OSError:
-            pass
-        yield  # closing the file releases the lock
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _stat_all(paths: Sequence[str]) -> list[tuple[int, int] | None]:
