@@ -11,7 +11,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,tensorboard]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,openvino,tensorboard]'
 	touch $@
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist when running as root; otherwise say how to get it.

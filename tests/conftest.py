@@ -35,6 +35,20 @@ def require_module(name: str):
         pytest.skip(f"{name} is not installed")
 
 
+def hide_modules(monkeypatch, *names: str) -> None:
+    """Make importing any of ``names`` (or their submodules) fail, as on a machine without them."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.split(".")[0] in names:
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One short real training run on a Fashion-MNIST subset, shared by the eval / predict / export tests (and by

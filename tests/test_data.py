@@ -8,7 +8,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from resnet.data.datasets import load_cifar_dataset, load_idx_dataset, read_idx, split_holdout
 from resnet.data.memory import Augment, MemoryLoader, apply_erase, crop_flip, erase_boxes

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 from PIL import Image
 
 from resnet.data import open_split

@@ -3,7 +3,6 @@ Fashion-MNIST images: BN folding, dynamic batch, metadata round trip, verificati
 
 from __future__ import annotations
 
-import builtins
 import json
 import re
 import shutil
@@ -18,13 +17,13 @@ from torch import nn
 from resnet.backends import card_from_onnx, onnxruntime_backend
 from resnet.data import open_split
 from resnet.errors import UserError
-from resnet.export import (batchnorm_after_conv, conv_bn_pairs, export_onnx, export_safetensors, export_torchscript,
-                           fold_batchnorm, labelled_test_set, load_torchscript, quantize_int8, real_images,
-                           verify_onnx)
+from resnet.export import (Reference, batchnorm_after_conv, conv_bn_pairs, export_onnx, export_safetensors,
+                           export_torchscript, fold_batchnorm, load_torchscript, quantize_onnx, real_images,
+                           verify_export)
 from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import PreActBasicBlock, PreActBottleneck, create_model, list_models, model_info
 
-from .conftest import require_module
+from .conftest import hide_modules, require_module
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -46,10 +45,14 @@ def exported(trained_run, tmp_path_factory):
 
 def test_cli_export_writes_one_file_and_reports_verification(exported):
     path, _, _, stdout = exported
-    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]  # no external-data file, no temp left
-    m = re.search(r"on 300 real images: max abs logit difference (\S+), top-1 agreement (\S+)%", stdout)
+    # no external-data file, no temp left; the verification stored beside the model
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx", "model.onnx.verification.json"]
+    m = re.search(r"on 300 real images: max abs logit difference (\S+), top-1 agreement (\S+)%; test top-1 "
+                  r"PyTorch (\S+)%, export (\S+)%", stdout)
     assert m, stdout
-    assert float(m.group(1)) < 1e-3 and float(m.group(2)) >= 99.0
+    assert float(m.group(1)) < 1e-3 and float(m.group(2)) >= 99.0 and abs(float(m.group(3)) - float(m.group(4))) < 1
+    stored = json.loads((path.parent / "model.onnx.verification.json").read_text())
+    assert stored["file"] == "model.onnx" and stored["count"] == 300 and stored["top1_agreement"] >= 0.99
 
 
 def test_onnx_graph_has_no_batchnorm_and_a_dynamic_batch(exported):
@@ -81,21 +84,33 @@ def test_metadata_round_trip(exported):
     assert json.loads(meta["input_size"]) == [1, 28, 28] and json.loads(meta["mean"]) == card.mean
 
 
-def test_verify_onnx_on_real_images(exported):
+def test_verify_export_on_real_labelled_images(exported):
     path, model, card, _ = exported
-    v = verify_onnx(path, model, card, real_images(card, 300))
+    reference = Reference.of(model, card, 300)
+    assert reference.labels is not None and len(reference.images) == 300
+    v = verify_export(onnxruntime_backend(path), "onnxruntime", reference)
     assert v.count == 300 and v.max_abs_diff < 1e-3 and v.top1_agreement >= 0.99
+    assert v.pytorch_top1 > 50 and abs(v.export_top1 - v.pytorch_top1) < 0.5
 
 
-def test_int8_quantization_agrees_and_is_smaller(exported, tmp_path):
-    path, _, card, _ = exported
+def test_int8_quantization_agrees_is_smaller_and_fully_integer(exported, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    path, model, card, _ = exported
     calib = real_images(card, 256, "train", seed=0)
-    x, y = labelled_test_set(card, limit=1000)
-    q = quantize_int8(path, tmp_path / "model.int8.onnx", card, calib, x, y)
-    assert q.top1_agreement >= 0.95
-    assert q.int8_bytes < q.fp32_bytes == path.stat().st_size
-    assert abs(q.int8_top1 - q.fp32_top1) < 5 and q.fp32_top1 > 50
-    assert card_from_onnx(q.path) == card
+    qpath = quantize_onnx(path, tmp_path / "model.int8.onnx", card, calib)
+    v = verify_export(onnxruntime_backend(qpath), "onnxruntime int8", Reference.of(model, card, 1000))
+    assert v.top1_agreement >= 0.95 and abs(v.export_top1 - v.pytorch_top1) < 5 and v.pytorch_top1 > 50
+    assert qpath.stat().st_size < path.stat().st_size
+    assert card_from_onnx(qpath) == card
+    # uint8 activations let ONNX Runtime fuse every conv and residual add into integer kernels: the optimised
+    # graph has no float Conv or Add left (int8 activations left a ResNet-50's adds and 20 convs in fp32)
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(qpath), opts, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+    assert {"QLinearConv", "QLinearAdd"} <= ops and not ops & {"Conv", "Add"}, ops
 
 
 def family_representatives() -> list[str]:
@@ -199,7 +214,8 @@ def test_predict_onnxruntime_matches_torch(exported, trained_run, tmp_path, caps
 
 @pytest.mark.parametrize("args,message", [
     (["--format", "tflite"], "unknown export format 'tflite'"),
-    (["--format", "torchscript", "--quantize", "int8"], "--quantize int8 works on ONNX exports only"),
+    (["--format", "torchscript", "--quantize", "int8"], "--quantize int8 works on onnx or openvino exports only"),
+    (["--format", "openvino", "--out", "model.onnx"], "openvino exports are named *.xml, got 'model.onnx'"),
     (["--quantize", "int4"], "unknown --quantize 'int4'"),
     (["--batch", "zero"], "--batch must be 'dynamic' or a positive integer"),
 ])
@@ -212,14 +228,8 @@ def test_export_user_errors(trained_run, capsys, args, message):
 
 
 def test_missing_onnxruntime_says_how_to_install(exported, monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name.split(".")[0] == "onnxruntime":
-            raise ImportError(f"No module named {name!r}", name=name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    hide_modules(monkeypatch, "onnxruntime")
     for call in (lambda: onnxruntime_backend(exported[0]), lambda: card_from_onnx(exported[0])):
-        with pytest.raises(UserError, match=r"needs onnx and onnxruntime .*: pip install 'resnet\[onnx\]'"):
+        with pytest.raises(UserError, match=r"needs the onnx extra \(onnxruntime is not installed\): "
+                                                 r"pip install 'resnet\[onnx\]'"):
             call()

@@ -5,7 +5,6 @@ images of classes 5-9 beats the same net trained from scratch on them."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch

@@ -6,6 +6,7 @@ This module only parses arguments, calls the library and prints; every command i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -139,7 +140,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .backends import load_predictor
     from .predict import predict_files
 
-    backend, card = load_predictor(args.model_path, args.backend)
+    backend, card, choice = load_predictor(args.model_path, args.backend)
+    print(choice, file=sys.stdout if args.format == "table" else sys.stderr, flush=True)
     results = predict_files(backend, card, args.paths, topk=args.topk)
     if args.format == "json":
         print(json.dumps(results, indent=2))
@@ -190,16 +192,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = export_model(args.path, args.format, out=args.out, batch=args.batch, opset=args.opset,
                           quantize=args.quantize, verify_images=args.verify_images, calib_images=args.calib_images,
                           images=args.images, data_root=args.data_root, log=lambda msg: print(msg, flush=True))
-    print(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, {report.format})")
+    print(f"wrote {report.path} ({report.bytes / 1e6:.1f} MB, {report.format})")
     if report.verification:
         print(report.verification)
     q = report.quantization
     if q:
         print(f"wrote {q.path} ({q.int8_bytes / 1e6:.1f} MB, int8; fp32 {q.fp32_bytes / 1e6:.1f} MB)")
-        print(f"int8 vs fp32 ONNX on {q.test_images} test images: top-1 agreement {100 * q.top1_agreement:.2f}%")
-        if q.fp32_top1 is not None:
-            print(f"test top-1: fp32 {q.fp32_top1:.2f}%  int8 {q.int8_top1:.2f}%")
-        else:
+        print(q.verification)
+        if q.verification.export_top1 is None:
             print("test accuracy not measured: --images has no class folders")
     return 0
 
@@ -290,29 +290,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
-    p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="onnxruntime runs an exported .onnx (MODEL may be the .onnx file or a run directory "
-                        "holding model.onnx)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto (default): the fastest for this CPU among the run's exports (int8 OpenVINO or ONNX "
+                        "first on CPUs with VNNI, then OpenVINO, ONNX Runtime, PyTorch); onnxruntime / openvino run "
+                        "an export (MODEL may be the .onnx / .xml file or a run directory holding model.onnx / "
+                        "model.xml); torch runs the weights")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a trained model to ONNX (verified, optionally int8), TorchScript or "
-                                      "safetensors")
+    p = sub.add_parser("export", help="export a trained model to ONNX or OpenVINO (verified, optionally int8), "
+                                      "TorchScript or safetensors")
     p.add_argument("path", metavar="RUN_OR_CHECKPOINT", help="a run directory, checkpoint or .safetensors file, or "
                    "pretrained weights: torchvision:ARCH[:TAG] | timm:ARCH[:TAG] (written to the current folder "
                    "unless --out)")
     p.add_argument("--format", default="onnx", help=f"{' | '.join(FORMATS)} (default: onnx)")
-    p.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt / model.safetensors in "
-                                 "the run directory)")
+    p.add_argument("--out", help="output file (default: model.onnx / model.xml (+ .bin) / model.torchscript.pt / "
+                                 "model.safetensors in the run directory)")
     p.add_argument("--batch", default="dynamic", help="dynamic (default) or a fixed batch size N")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--quantize", metavar="int8", help="also write an int8 model (X.int8.onnx), statically "
-                   "quantized on real training images, and report its agreement and test accuracy")
-    p.add_argument("--verify-images", type=int, default=500, metavar="N",
-                   help="real test images for the ONNX vs PyTorch check (default: 500)")
+    p.add_argument("--quantize", metavar="int8", help="also write an int8 model (X.int8.onnx by ONNX Runtime, "
+                   "X.int8.xml by NNCF), calibrated on real training images, and report its agreement and test "
+                   "accuracy")
+    p.add_argument("--verify-images", type=int, default=1000, metavar="N",
+                   help="real test images for the export vs PyTorch check, stored as X.verification.json "
+                        "(default: 1000)")
     p.add_argument("--calib-images", type=int, default=500, metavar="N",
                    help="real training images to calibrate --quantize on (default: 500)")
-    p.add_argument("--images", metavar="DIR", help="real images for verification and calibration (needed for "
-                   "models trained on image folders that are not on this machine)")
+    p.add_argument("--images", "--calib-dir", dest="images", metavar="DIR",
+                   help="real images for verification and calibration (needed for models trained on image folders "
+                        "that are not on this machine)")
     p.add_argument("--data-root", help="folder holding the data set files")
     p.set_defaults(func=cmd_export)
 
@@ -364,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `resnet predict ... | head`: the reader has gone; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

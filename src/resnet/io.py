@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from .errors import UserError
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -49,7 +49,7 @@ def atomic_replace(path: str | Path, write_to: Callable[[Path], None]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

@@ -1,5 +1,17 @@
-"""int8 static quantization of an ONNX export (QDQ, per-channel weights), calibrated on real training images and
-checked against the fp32 model, so a smaller, faster file ships only with its measured cost in accuracy."""
+"""int8 quantization of exports, calibrated on real training images: ONNX Runtime static quantization here (the
+OpenVINO/NNCF one lives in :mod:`.openvino`), and the record of what a quantized file costs in accuracy.
+
+Why uint8 activations: ONNX Runtime's CPU kernels fuse a QDQ graph into integer ops (QLinearConv, QLinearAdd,
+NHWC max-pool) only for uint8 activations x int8 weights, the pair the x86 dot-product instructions take. With int8
+activations (its default) the 16 residual additions of a ResNet-50 and the 20 convolutions feeding them stay in
+fp32 between Dequantize/Quantize pairs, with 34 layout transposes around them: measured no faster than fp32.
+
+Why moving-average ranges: plain min-max lets the one most extreme calibration image set each activation's range, and
+on a briefly trained ResNet-50 (Fashion-MNIST at 112 px) that left most values in a few int8 steps: 61% top-1
+agreement with fp32. The mean over batches of 8 images of each batch's min and max (PyTorch's
+MovingAverageMinMaxObserver, ONNX Runtime's CalibMovingAverage) gave 98.8% there and 99.44% (from 99.24%) on a
+ResNet-20; percentile ranges (99.9 / 99.99) gave 96.6% / 83.6% and keep every activation in memory.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +21,13 @@ from pathlib import Path
 
 import torch
 
-from ..backends import import_onnx, onnx_session, onnxruntime_backend
+from ..backends import import_onnx, onnx_session
+from ..device import cpu_has_vnni
 from ..errors import UserError
 from ..io import atomic_replace
 from ..modelcard import ModelCard
 from .onnx import card_metadata, set_metadata
-from .verify import batches, logits_of
+from .verify import Verification, batches
 
 QUANTIZE_MODES = ("int8",)
 
@@ -23,15 +36,12 @@ QUANTIZE_MODES = ("int8",)
 class Quantization:
     path: Path
     calibration_images: int
-    test_images: int
-    top1_agreement: float  # int8 vs fp32 ONNX, fraction
-    fp32_top1: float | None  # test accuracy %, when labels were given
-    int8_top1: float | None
-    fp32_bytes: int
+    fp32_bytes: int  # all files of the fp32 export
     int8_bytes: int
+    verification: Verification  # the int8 file against the fp32 PyTorch model, on real test images
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "path": str(self.path)}
+        return {**asdict(self), "path": str(self.path), "verification": self.verification.to_dict()}
 
 
 def check_quantize(mode: str | None) -> str | None:
@@ -40,28 +50,29 @@ def check_quantize(mode: str | None) -> str | None:
     return mode
 
 
-def quantize_int8(onnx_path: str | Path, out_path: str | Path, card: ModelCard, calibration_images: torch.Tensor,
-                  test_images: torch.Tensor | None = None, test_labels: torch.Tensor | None = None,
-                  batch_size: int = 32) -> Quantization:
-    """Static int8 quantization (QDQ, per-channel weights) calibrated on real training images; reports top-1
-    agreement with the fp32 model and, given labels, the test accuracy of both."""
+def quantize_onnx(src: str | Path, dst: str | Path, card: ModelCard, calibration: torch.Tensor,
+                  batch_size: int = 8) -> Path:
+    """Static int8 quantization of the .onnx at ``src``: QDQ format, uint8 activations, per-channel int8 weights,
+    activation ranges the mean of per-batch min and max over ``calibration`` (real normalised training images) in
+    batches of ``batch_size`` (a fixed-batch export's own size). On CPUs without VNNI the weights use 7 bits
+    (``reduce_range``), as ONNX Runtime advises, so the u8 x s8 products cannot saturate AVX2's 16-bit sums."""
     onnx, _ = import_onnx()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
-    if out_path.resolve() == onnx_path.resolve():
-        raise UserError(f"the int8 model would overwrite {onnx_path}; choose another output name")
-    session = onnx_session(onnx_path)
-    inp = session.get_inputs()[0]
+    src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve():
+        raise UserError(f"the int8 model would overwrite {src}; choose another output name")
+    inp = onnx_session(src).get_inputs()[0]
     size = inp.shape[0] if isinstance(inp.shape[0], int) else batch_size
-    calibration = [b.numpy() for b in batches(calibration_images.float(), size) if len(b) == size]
-    if not calibration:
+    calibration_batches = [b.numpy() for b in batches(calibration.float(), size) if len(b) == size]
+    if not calibration_batches:
         raise UserError(f"calibration needs at least {size} images (the export's batch size), got "
-                        f"{len(calibration_images)}")
+                        f"{len(calibration)}")
+    reduce_range = not cpu_has_vnni()
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter(calibration)
+            self.it = iter(calibration_batches)
 
         def get_next(self):
             batch = next(self.it, None)
@@ -70,22 +81,16 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, card: ModelCard, 
     def write(tmp: Path) -> None:
         logging.disable(logging.WARNING)  # silence its root-logger advice to run quant_pre_process (no gain here)
         try:
-            quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            quantize_static(str(src), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            reduce_range=reduce_range, extra_options={"CalibMovingAverage": True})
         finally:
             logging.disable(logging.NOTSET)
         proto = onnx.load(str(tmp))
-        set_metadata(proto, {**card_metadata(card), "quantization": f"int8 static, QDQ, per-channel weights, "
-                                                                    f"min-max calibrated on {len(calibration_images)} "
-                                                                    f"training images"})
+        weights = "7-bit (reduce_range: no VNNI on the exporting CPU)" if reduce_range else "8-bit"
+        how = (f"int8 static, QDQ, uint8 activations, per-channel {weights} int8 weights, moving-average min-max "
+               f"ranges over batches of {size} of {len(calibration)} training images")
+        set_metadata(proto, {**card_metadata(card), "quantization": how})
         onnx.save(proto, str(tmp))
 
-    atomic_replace(out_path, write)
-    if test_images is None:
-        test_images = calibration_images
-    fp32 = logits_of(onnxruntime_backend(session), test_images).argmax(1)
-    int8 = logits_of(onnxruntime_backend(out_path), test_images).argmax(1)
-    acc = (lambda pred: float(100 * (pred == test_labels).float().mean())) if test_labels is not None else None
-    return Quantization(out_path, len(calibration_images), len(test_images), float((fp32 == int8).float().mean()),
-                        acc(fp32) if acc else None, acc(int8) if acc else None, onnx_path.stat().st_size,
-                        out_path.stat().st_size)
+    return atomic_replace(dst, write)

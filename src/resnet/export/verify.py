@@ -4,14 +4,14 @@ reading those images: the model's own data set through :func:`resnet.data.open_s
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from ..backends import Backend, onnxruntime_backend, preprocess
+from ..backends import Backend, preprocess
 from ..data import is_memory, open_split
 from ..data.files import list_samples
 from ..errors import UserError
@@ -126,20 +126,58 @@ def logits_of(backend: Backend | nn.Module, images: torch.Tensor, batch_size: in
 
 @dataclass
 class Verification:
+    """How closely an export's logits follow the fp32 PyTorch model's on real test images."""
+
+    backend: str  # what ran the export, e.g. "onnxruntime" or "openvino int8"
     count: int
     max_abs_diff: float
     top1_agreement: float  # fraction in [0, 1]
+    pytorch_top1: float | None = None  # test accuracy in %, when the images have labels
+    export_top1: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def __str__(self) -> str:
-        return (f"onnxruntime vs PyTorch on {self.count} real images: max abs logit difference "
+        text = (f"{self.backend} vs PyTorch on {self.count} real images: max abs logit difference "
                 f"{self.max_abs_diff:.2e}, top-1 agreement {100 * self.top1_agreement:.2f}%")
+        if self.export_top1 is not None:
+            text += f"; test top-1 PyTorch {self.pytorch_top1:.2f}%, export {self.export_top1:.2f}%"
+        return text
 
 
-def verify_onnx(onnx_path: str | Path, model: nn.Module, card: ModelCard, images: torch.Tensor) -> Verification:
-    """Run ``images`` through onnxruntime and the (unfolded, eval) PyTorch model; report how closely they agree."""
-    if list(images.shape[1:]) != list(card.input_size):
-        raise UserError(f"verification images are {list(images.shape[1:])} but the model expects {card.input_size}")
-    ours = logits_of(onnxruntime_backend(onnx_path), images)
-    ref = logits_of(copy.deepcopy(model).cpu().float().eval(), images)
-    return Verification(len(images), float((ours - ref).abs().max()),
-                        float((ours.argmax(1) == ref.argmax(1)).float().mean()))
+@dataclass
+class Reference:
+    """Real test images with the fp32 PyTorch model's logits on them (and labels, when known): what every export of
+    one model is checked against."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    logits: torch.Tensor
+
+    @classmethod
+    def of(cls, model: nn.Module, card: ModelCard, n: int, folder: str | Path | None = None,
+           root: str | None = None) -> "Reference":
+        """``n`` labelled test images (evenly spread over the split), or unlabelled ones from ``folder`` when it
+        has no class folders."""
+        try:
+            images, labels = labelled_test_set(card, folder, root, limit=n)
+        except UserError:  # --images without class folders: agreement on those images only, no accuracy
+            images, labels = real_images(card, n, "test", folder, root), None
+        if list(images.shape[1:]) != list(card.input_size):
+            raise UserError(f"verification images are {list(images.shape[1:])} but the model expects "
+                            f"{card.input_size}")
+        return cls(images, labels, logits_of(copy.deepcopy(model).cpu().float().eval(), images))
+
+    def accuracy(self, logits: torch.Tensor) -> float | None:
+        if self.labels is None:
+            return None
+        return float(100 * (logits.argmax(1) == self.labels).float().mean())
+
+
+def verify_export(backend: Backend, name: str, reference: Reference) -> Verification:
+    """Run the reference images through ``backend``; report how closely it agrees with PyTorch."""
+    ours = logits_of(backend, reference.images)
+    return Verification(name, len(ours), float((ours - reference.logits).abs().max()),
+                        float((ours.argmax(1) == reference.logits.argmax(1)).float().mean()),
+                        reference.accuracy(reference.logits), reference.accuracy(ours))

@@ -12,13 +12,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..backends import Backend, onnxruntime_backend, openvino_backend
 from ..errors import UserError
 from ..io import atomic_replace
 from ..modelcard import ModelCard, save_model
 from ..runs import resolve_weights, run_dir_of
 from .fold import fold_batchnorm
 from .onnx import export_onnx
+from .openvino import export_openvino, ir_files, quantize_openvino
 from .options import ExportOptions
+from .quantize import quantize_onnx
 
 TORCHSCRIPT_CARD = "model.json"  # _extra_files entry of a TorchScript export
 
@@ -54,14 +57,23 @@ def export_safetensors(model: nn.Module, card: ModelCard, path: str | Path,
 
 @dataclass(frozen=True)
 class Writer:
-    """One export format: how its default file is named and the function that writes it."""
+    """One export format: how its default file is named, the function that writes it, and for runnable formats
+    the backend that runs the file (to verify it against PyTorch) and the int8 quantizer."""
 
     suffix: str  # the default export is model<suffix> in the run directory
     write: Callable[[nn.Module, ModelCard, Path, ExportOptions], Path]
+    run: Callable[[Path], Backend] | None = None  # fp32 runner of a written file, for verification
+    quantize: Callable[[Path, Path, ModelCard, torch.Tensor], Path] | None = None  # (src, dst, card, calibration)
+    files: Callable[[Path], list[Path]] = lambda path: [path]  # every file an export consists of
+
+    def size(self, path: Path) -> int:
+        return sum(p.stat().st_size for p in self.files(path))
 
 
 WRITERS: dict[str, Writer] = {
-    "onnx": Writer(".onnx", export_onnx),
+    "onnx": Writer(".onnx", export_onnx, onnxruntime_backend, quantize_onnx),
+    "openvino": Writer(".xml", export_openvino, lambda path: openvino_backend(path, "fp32"), quantize_openvino,
+                       ir_files),
     "torchscript": Writer(".torchscript.pt", export_torchscript),
     "safetensors": Writer(".safetensors", export_safetensors),
 }
@@ -71,6 +83,11 @@ FORMATS = tuple(WRITERS)
 def list_formats() -> list[str]:
     """The names `resnet export --format` accepts, in table order."""
     return list(FORMATS)
+
+
+def quantized_path(path: Path, mode: str = "int8") -> Path:
+    """Where the quantized twin of an export goes: model.onnx -> model.int8.onnx, model.xml -> model.int8.xml."""
+    return path.with_suffix(f".{mode}{path.suffix}")
 
 
 def writer_of(fmt: str) -> Writer:

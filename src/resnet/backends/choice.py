@@ -1,0 +1,80 @@
+"""Which backend and precision `resnet predict` runs a model in: the one asked for, or (``auto``) the fastest this
+CPU and the files at hand allow, by the order infer_speed.py measured (README, "Fast inference on CPUs")."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..device import cpu_has_native_bf16, cpu_has_vnni
+from ..runs import resolve_export
+
+# Exports in a run directory, fastest first, as measured for ResNet-50 and ResNet-20 on a 2-core AVX512-VNNI CPU
+# (benchmarks/infer_speed.py). int8 leads only on CPUs with VNNI: without it int8 kernels saturate or emulate the dot
+# product, and this project has not measured them faster there.
+INT8_FIRST = (("openvino", "model.int8.xml"), ("onnxruntime", "model.int8.onnx"),
+              ("openvino", "model.xml"), ("onnxruntime", "model.onnx"))
+FLOAT_FIRST = (("openvino", "model.xml"), ("onnxruntime", "model.onnx"))
+SUFFIX_BACKEND = {".xml": "openvino", ".onnx": "onnxruntime"}
+RUNTIME_MODULE = {"openvino": "openvino", "onnxruntime": "onnxruntime", "torch": "torch"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str  # a name of BACKENDS
+    path: str  # what that backend loads
+    precision: str  # fp32 | bf16 | int8
+    why: str
+
+    def __str__(self) -> str:
+        return f"backend: {self.backend} {self.precision} ({self.path}): {self.why}"
+
+
+def installed(backend: str) -> bool:
+    return importlib.util.find_spec(RUNTIME_MODULE[backend]) is not None
+
+
+def is_int8(backend: str, path: Path) -> bool:
+    """Whether an export was written by `resnet export --quantize int8` (its metadata says so)."""
+    if backend == "onnxruntime":
+        from .onnx_runtime import onnx_metadata
+
+        return "quantization" in onnx_metadata(path)
+    if backend == "openvino":
+        from .openvino_runtime import read_openvino
+
+        return read_openvino(path).has_rt_info(["resnet", "quantization"])
+    return False
+
+
+def runtime_precision(backend: str, path: Path) -> str:
+    """int8 for a quantized export; bf16 for OpenVINO on a CPU with native bf16 (its own default there); else fp32."""
+    if is_int8(backend, path):
+        return "int8"
+    return "bf16" if backend == "openvino" and cpu_has_native_bf16() else "fp32"
+
+
+def choose_backend(source: str | Path, backend: str = "auto") -> Choice:
+    """The backend, file and precision to run ``source`` (a run directory, an export, weights or a named
+    pretrained source) in; ``backend`` other than auto is obeyed (its file resolved from a run directory)."""
+    if backend == "torch":
+        return Choice("torch", str(source), "fp32", "as asked (--backend torch)")
+    if backend in ("onnxruntime", "openvino"):
+        suffix = ".onnx" if backend == "onnxruntime" else ".xml"
+        path = resolve_export(source, suffix, "onnx" if backend == "onnxruntime" else "openvino")
+        return Choice(backend, str(path), runtime_precision(backend, path), f"as asked (--backend {backend})")
+    path = Path(source)
+    if path.is_file() and path.suffix in SUFFIX_BACKEND:
+        name = SUFFIX_BACKEND[path.suffix]
+        return Choice(name, str(path), runtime_precision(name, path), f"the runtime of {path.suffix} files")
+    if not path.is_dir():
+        return Choice("torch", str(source), "fp32", "weights run in PyTorch (export them for a faster backend)")
+    vnni = cpu_has_vnni()
+    for name, file in INT8_FIRST if vnni else FLOAT_FIRST:
+        if (path / file).is_file() and installed(name):
+            cpu = "this CPU has VNNI" if vnni else "this CPU has no VNNI, so int8 exports are not preferred"
+            return Choice(name, str(path / file), runtime_precision(name, path / file),
+                          f"the fastest export in the run directory ({cpu})")
+    return Choice("torch", str(path), "fp32", "no export in the run directory; `resnet export RUN --format "
+                                              "openvino --quantize int8` runs several times faster")
