@@ -1,26 +1,30 @@
-"""CPU inference speed: torchvision's eager fp32 ResNet-50 (the baseline, same weights, same run) against our model
-eager fp32, channels_last + bf16 autocast, BN folded + channels_last fp32 under inference_mode, and ONNX Runtime
-fp32 and int8 (static QDQ quantization), at batch 1 and 32; the same for a Fashion-MNIST ResNet-20.
+"""CPU inference speed and what each fast path costs in accuracy: torchvision's eager fp32 ResNet-50 (the baseline,
+same weights, same run) against our model in PyTorch (eager, bf16 autocast, BN folded + channels_last), ONNX Runtime
+(fp32; int8 with uint8 activations, the shipped quantizer; int8 with int8 activations, its default, for contrast)
+and OpenVINO (fp32, bf16, NNCF int8), at batch 1 and 32; then the same for a Fashion-MNIST ResNet-20.
 
-    .venv/bin/python benchmarks/infer_speed.py --run runs/fashion-mnist-resnet20   # full measurement
-    .venv/bin/python benchmarks/infer_speed.py --quick                               # smoke run, ~2 minutes
+    .venv/bin/python benchmarks/infer_speed.py --run50 runs/resnet50-fashion-112 --run runs/demo-...   # measurement
+    .venv/bin/python benchmarks/infer_speed.py --quick                                              # smoke run
 
-Options: --run RUN (a trained Fashion-MNIST run; default: a randomly initialised resnet20, in_chans=1, 28x28),
---threads N (torch and onnxruntime intra-op threads; default: all cores), --calib-dir DIR (real images for
-ResNet-50's int8 calibration and agreement; default: 64 random-but-fixed images), --models, --batches, --quick.
+--run50 RUN: a trained ResNet-50 (benchmarks/resnet50_fashion.py trains one on Fashion-MNIST at 112 px in ~11
+minutes). Speed is always measured at 224 px (the goals' setting) with its weights, int8 calibrated on its real
+training images resized to 224; agreement and accuracy are measured at the resolution it was trained at, on 2,000
+real test images, through exports of the same model made the same way at that resolution. Without --run50 the
+ResNet-50 has random weights and its agreement is on random inputs (which says nothing about accuracy).
+--run RUN: a trained Fashion-MNIST ResNet-20 (default: random init with BN statistics from training images).
 
 Prints a Markdown table: img/s, median latency per batch, speed-up over the baseline at the same batch size
-(torchvision eager fp32 for ResNet-50; our eager fp32 for ResNet-20, which torchvision does not have), and top-1
-agreement with our fp32 PyTorch model on real images (Fashion-MNIST test images for ResNet-20; ResNet-50 has random
-weights, so its agreement is on --calib-dir images, or on the random inputs when none are given).
+(torchvision eager fp32 for ResNet-50; our eager fp32 for ResNet-20, which torchvision does not have), top-1
+agreement with our fp32 PyTorch model and test accuracy; then the backend `resnet predict` picks on this CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,33 +35,17 @@ import torch
 import torchvision
 from torch import nn
 
-from resnet.backends import onnxruntime_backend
+from resnet.backends import Backend, onnxruntime_backend, openvino_backend
+from resnet.backends.choice import FLOAT_FIRST, INT8_FIRST
 from resnet.data import dataset_stats
 from resnet.data.datasets import FASHION_CLASSES
 from resnet.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from resnet.export import export_onnx, fold_batchnorm, load_files, logits_of, quantize_int8, real_images
-from resnet.images import find_images
+from resnet.device import cpu_flags, cpu_has_native_bf16, cpu_has_vnni, cpu_name
+from resnet.export import (Reference, export_onnx, export_openvino, fold_batchnorm, logits_of, quantize_onnx,
+                           quantize_openvino, real_images)
 from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import create_model
 from resnet.table import format_table
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def timed(fn, x: torch.Tensor, warmup: int, iters: int, budget_s: float) -> float:
@@ -86,7 +74,7 @@ def reestimate_bn(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def torch_backends(model: nn.Module, tv: nn.Module | None):
+def torch_backends(model: nn.Module, tv: nn.Module | None) -> dict[str, Backend]:
     """name -> callable(batch) -> logits, the PyTorch variants in table order."""
     eager = copy.deepcopy(model).eval()
     cl = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
@@ -108,23 +96,60 @@ def torch_backends(model: nn.Module, tv: nn.Module | None):
         out["torchvision eager fp32 (baseline)"] = no_grad(tv.eval())
     out["ours eager fp32"] = no_grad(eager)
     out["ours channels_last + bf16 autocast"] = bf16
-    out["ours BN folded + channels_last fp32, inference_mode"] = folded_cl
+    out["ours BN folded + channels_last fp32"] = folded_cl
     return out
 
 
-def bench_model(label: str, model: nn.Module, card: ModelCard, tv: nn.Module | None, agree_x: torch.Tensor,
-                agree_note: str, calib: torch.Tensor, args, workdir: Path) -> list[list]:
-    backends = torch_backends(model, tv)
-    onnx_path = export_onnx(model, card, workdir / f"{label}.onnx")
-    int8_path = workdir / f"{label}.int8.onnx"
-    quantize_int8(onnx_path, int8_path, card, calib, test_images=calib[:8])
-    backends["onnxruntime fp32"] = onnxruntime_backend(onnx_path, args.threads)
-    backends["onnxruntime int8 (static QDQ)"] = onnxruntime_backend(int8_path, args.threads)
+def signed_int8_onnx(src: Path, dst: Path, calib: torch.Tensor) -> Path:
+    """ONNX Runtime's default static quantization (int8 activations), the contrast for the shipped uint8 one."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    reference = logits_of(backends["ours eager fp32"], agree_x, 32).argmax(1)
-    agreement = {name: float((logits_of(fn, agree_x, 32).argmax(1) == reference).float().mean())
-                 for name, fn in backends.items()}
-    baseline_name = next(iter(backends))
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([b.numpy() for b in calib.split(8)])
+
+        def get_next(self):
+            b = next(self.it, None)
+            return None if b is None else {"input": b}
+
+    logging.disable(logging.WARNING)
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    logging.disable(logging.NOTSET)
+    return dst
+
+
+def all_backends(model: nn.Module, card: ModelCard, tv: nn.Module | None, calib: torch.Tensor, workdir: Path,
+                 threads: int, tag: str) -> dict[str, Backend]:
+    """Every row's backend for ``model`` at the card's input size; exports and int8 files go to ``workdir``."""
+    backends = torch_backends(model, tv)
+    onnx_path = export_onnx(model, card, workdir / f"{tag}.onnx")
+    backends["onnxruntime fp32"] = onnxruntime_backend(onnx_path, threads)
+    backends["onnxruntime int8 (u8 activations; shipped)"] = onnxruntime_backend(
+        quantize_onnx(onnx_path, workdir / f"{tag}.int8.onnx", card, calib), threads)
+    backends["onnxruntime int8 (s8 activations; its default)"] = onnxruntime_backend(
+        signed_int8_onnx(onnx_path, workdir / f"{tag}.s8.onnx", calib), threads)
+    ir = export_openvino(model, card, workdir / f"{tag}.xml")
+    backends["openvino fp32"] = openvino_backend(ir, "fp32", threads)
+    if cpu_has_native_bf16():
+        backends["openvino bf16"] = openvino_backend(ir, "bf16", threads)
+    int8_ir = quantize_openvino(ir, workdir / f"{tag}.int8.xml", card, calib)
+    backends["openvino int8 (NNCF)"] = openvino_backend(int8_ir, "auto", threads)
+    return backends
+
+
+def checked(backends: dict[str, Backend], reference: Reference) -> dict[str, tuple[float, float | None]]:
+    """name -> (top-1 agreement with our fp32 PyTorch model, test accuracy %) on the reference images."""
+    out = {}
+    for name, fn in backends.items():
+        logits = logits_of(fn, reference.images, 32)
+        out[name] = (float((logits.argmax(1) == reference.logits.argmax(1)).float().mean()),
+                     reference.accuracy(logits))
+        print(f"  checked {name}: agreement {100 * out[name][0]:.2f}%", file=sys.stderr, flush=True)
+    return out
+
+
+def timing_rows(label: str, backends: dict[str, Backend], card: ModelCard, quality: dict, args) -> list[list]:
     rows = []
     g = torch.Generator().manual_seed(1)
     for i, batch in enumerate(args.batches):
@@ -134,35 +159,58 @@ def bench_model(label: str, model: nn.Module, card: ModelCard, tv: nn.Module | N
         for name, fn in backends.items():
             sec = timed(fn, x, warmup, args.iters, args.budget)
             base = base or sec
+            agree, acc = quality.get(name, (None, None))
             rows.append([label, name, batch, f"{batch / sec:,.1f}", f"{1000 * sec:.2f}", f"{base / sec:.2f}x",
-                         f"{100 * agreement[name]:.1f}%"])
+                         "" if agree is None else f"{100 * agree:.2f}%", "" if acc is None else f"{acc:.2f}%"])
             print(f"  {label} batch {batch} {name}: {1000 * sec:.2f} ms", file=sys.stderr, flush=True)
-    print(f"  {label}: speed-up vs {baseline_name}; agreement {agree_note}", file=sys.stderr)
     return rows
 
 
-def resnet50_setup(args):
-    card = ModelCard("resnet50", {}, [str(i) for i in range(1000)], [3, 224, 224], list(IMAGENET_MEAN),
-                     list(IMAGENET_STD), 256, 224, "imagenet")
-    n_calib, n_agree = (16, 8) if args.quick else (64, 64)
-    if args.calib_dir:
-        files = find_images([args.calib_dir])
-        if not files:
-            sys.exit(f"infer_speed: no images in {args.calib_dir}")
-        calib = load_files(files[:n_calib], card)
-        note = f"on {min(n_agree, len(calib))} real images from {args.calib_dir}"
+def at_224(card: ModelCard) -> ModelCard:
+    return dataclasses.replace(card, input_size=[card.input_size[0], 224, 224], resize=256, crop=224)
+
+
+def resnet50(args, workdir: Path) -> tuple[list[list], str]:
+    if args.run50:
+        model, card = load_model_and_card(args.run50)
+        model = model.float().eval()
+        timing_card = at_224(card)
+        # the 224-px files are only timed (ranges do not change the work), so they calibrate on fewer images
+        calib = real_images(timing_card, 64, "train", seed=0)
+        tv = torchvision.models.resnet50(num_classes=len(card.classes))
+        tv.load_state_dict(model.state_dict())  # the same weights: module names equal torchvision's
+        print(f"ResNet-50: agreement exports at {card.input_size[1]} px ...", file=sys.stderr, flush=True)
+        own_calib = real_images(card, args.calib, "train", seed=0)
+        at_own_size = all_backends(model, card, tv, own_calib, workdir, args.threads, "r50-own")
+        reference = Reference.of(model, card, args.agree_images)
+        quality = checked(at_own_size, reference)
+        del at_own_size
+        note = (f"trained {args.run50} ({card.dataset}, {card.input_size[1]} px): agreement and accuracy on "
+                f"{len(reference.images)} real test images at {card.input_size[1]} px, int8 calibrated on "
+                f"{args.calib} real training images; speed at 224 px with the same weights (its int8 files calibrated "
+                f"on 64 training images resized to 224)")
     else:
+        card = ModelCard("resnet50", {}, [str(i) for i in range(1000)], [3, 224, 224], list(IMAGENET_MEAN),
+                         list(IMAGENET_STD), 256, 224, "imagenet")
+        timing_card = card
         g = torch.Generator().manual_seed(0)  # random but fixed, in the normalised range of real images
-        calib = torch.randn(n_calib, 3, 224, 224, generator=g).clamp(-2.2, 2.6)
-        note = f"on {n_agree} random-but-fixed inputs (random weights; pass --calib-dir for real images)"
-    torch.manual_seed(0)
-    model = reestimate_bn(create_model("resnet50"), calib[:16])
-    tv = torchvision.models.resnet50()
-    tv.load_state_dict(model.state_dict())  # the same weights: module names equal torchvision's
-    return model, card, tv.eval(), calib[:n_agree], note, calib
+        calib = torch.randn(args.calib, 3, 224, 224, generator=g).clamp(-2.2, 2.6)
+        torch.manual_seed(0)
+        model = reestimate_bn(create_model("resnet50"), calib[:16])
+        tv = torchvision.models.resnet50()
+        tv.load_state_dict(model.state_dict())
+        quality = None
+        note = "random weights: agreement on random-but-fixed inputs (pass --run50 for real images)"
+    print("ResNet-50: exports at 224 px ...", file=sys.stderr, flush=True)
+    backends = all_backends(model, timing_card, tv, calib, workdir, args.threads, "r50")
+    if quality is None:
+        reference = Reference(calib[:args.agree_images], None, logits_of(copy.deepcopy(model).eval(),
+                                                                         calib[:args.agree_images]))
+        quality = checked(backends, reference)
+    return timing_rows("ResNet-50 224px", backends, timing_card, quality, args), note
 
 
-def resnet20_setup(args):
+def resnet20(args, workdir: Path) -> tuple[list[list], str]:
     if args.run:
         model, card = load_model_and_card(args.run)
         kind = f"trained ({args.run})"
@@ -173,45 +221,53 @@ def resnet20_setup(args):
         torch.manual_seed(0)
         model = reestimate_bn(card.build(), real_images(card, 256, "train", seed=1))
         kind = "random init, BN statistics from 256 training images"
-    agree_x = real_images(card, 500 if args.quick else 2000)
-    calib = real_images(card, 256 if args.quick else 500, "train", seed=0)
-    return model.eval(), card, None, agree_x, f"on {len(agree_x)} Fashion-MNIST test images, {kind}", calib
+    model = model.float().eval()
+    calib = real_images(card, 500, "train", seed=0)
+    backends = all_backends(model, card, None, calib, workdir, args.threads, "r20")
+    reference = Reference.of(model, card, args.agree_images if args.quick else 10000)
+    quality = checked(backends, reference)
+    note = f"{kind}: agreement and accuracy on {len(reference.images)} Fashion-MNIST test images (no TTA)"
+    return timing_rows("ResNet-20 FMNIST 28px", backends, card, quality, args), note
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", help="a trained Fashion-MNIST run directory (default: random resnet20)")
+    p.add_argument("--run50", help="a trained ResNet-50 run (real-image agreement; default: random weights)")
+    p.add_argument("--run", help="a trained Fashion-MNIST ResNet-20 run directory (default: random resnet20)")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                    else os.cpu_count())
-    p.add_argument("--calib-dir", help="real images for ResNet-50's int8 calibration and agreement")
     p.add_argument("--models", nargs="+", default=["resnet50", "resnet20"], choices=["resnet50", "resnet20"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 32])
-    p.add_argument("--quick", action="store_true", help="few iterations: a smoke run, not a measurement")
+    p.add_argument("--quick", action="store_true", help="few iterations and images: a smoke run, not a measurement")
     args = p.parse_args()
     args.warmup, args.iters, args.budget = (1, 3, 2.0) if args.quick else (3, 30, 20.0)
+    args.calib, args.agree_images = (32, 64) if args.quick else (300, 2000)
     torch.set_num_threads(args.threads)
 
     import onnxruntime
+    import openvino
 
-    print(f"CPU: {cpu_name()}, {args.threads} threads; native bf16: {'yes' if native_bf16() else 'no (emulated)'}; "
-          f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {onnxruntime.__version__}"
+    isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in cpu_flags())
+    print(f"CPU: {cpu_name()} ({isa or 'flags unknown'}), {args.threads} threads; native bf16: "
+          f"{'yes' if cpu_has_native_bf16() else 'no'}, VNNI: {'yes' if cpu_has_vnni() else 'no'}; torch "
+          f"{torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
           f"{'; --quick (few iterations, not a measurement)' if args.quick else ''}\n")
     rows, notes = [], []
-    setups = {"resnet50": ("ResNet-50 224px", resnet50_setup), "resnet20": ("ResNet-20 FMNIST 28px", resnet20_setup)}
+    runs = {"resnet50": resnet50, "resnet20": resnet20}
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.models:
-            label, setup = setups[key]
-            print(f"{label}: setting up (export, int8 calibration) ...", file=sys.stderr, flush=True)
-            model, card, tv, agree_x, note, calib = setup(args)
-            rows += bench_model(label, model, card, tv, agree_x, note, calib, args, Path(tmp))
-            baseline = "torchvision eager fp32" if tv is not None else "our eager fp32 (torchvision has no ResNet-20)"
-            notes.append(f"- {label}: speed-up vs {baseline} at the same batch; top-1 agreement with our fp32 "
-                         f"PyTorch model {note}.")
-    print(format_table(["model", "backend", "batch", "img/s", "latency ms (median)", "speed-up",
-                        "top-1 agreement"], rows, align="llrrrrr"))
+            table_rows, note = runs[key](args, Path(tmp))
+            rows += table_rows
+            notes.append(f"- {table_rows[0][0]}: {note}.")
+    print(format_table(["model", "backend", "batch", "img/s", "latency ms (median)", "speed-up", "top-1 agreement",
+                        "test top-1"], rows, align="llrrrrrr"))
     print("\n" + "\n".join(notes))
-    print(f"- latency is the median wall time of one call on a batch; img/s = batch / latency. "
-          f"{args.iters} timed calls after {args.warmup} warm-up (at most {args.budget:.0f} s each).")
+    print(f"- speed-up: over the first row of each model at the same batch. Latency is the median wall time of one "
+          f"call on a batch; img/s = batch / latency; {args.iters} timed calls after {args.warmup} warm-up (at most "
+          f"{args.budget:.0f} s each). Agreement: top-1 of each row vs our fp32 PyTorch model.")
+    order = INT8_FIRST if cpu_has_vnni() else FLOAT_FIRST
+    print(f"- `resnet predict RUN` (--backend auto) on this CPU takes the first of these the run directory holds: "
+          f"{', '.join(f'{file} ({backend})' for backend, file in order)}, else the weights in PyTorch.")
 
 
 if __name__ == "__main__":
