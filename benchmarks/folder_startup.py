@@ -32,18 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from resnet.device import cpu_summary
+
 CLASSES = 10
 DECODING = re.compile(r"decoding ([\d,]+) of [\d,]+ image files")  # the scan's line before it decodes
-
-
-def cpu_kind() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Model name")), "?")
-    flags = sorted(set(re.findall(r"avx512_bf16|avx512_vnni|amx_bf16", text)))
-    return f"{model} ({', '.join(flags) or 'no avx512_bf16/vnni'}, {os.cpu_count()} cpus)"
 
 
 def generate(root: Path, n: int, size: int) -> None:
@@ -187,7 +179,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(format_table(["measurement", "N", "result", "decoded before step 1", "command"], rows, align="lrrrl"))
-    print(f"\nCPU: {cpu_kind()}; {args.size}x{args.size} JPEGs in {root} (page-cached: written by this script)")
+    print(f"\nCPU: {cpu_summary()}; {args.size}x{args.size} JPEGs in {root} (page-cached: written by this script)")
     print(f"reproduce: python benchmarks/folder_startup.py --files {args.files}")
 
 

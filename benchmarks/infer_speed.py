@@ -40,9 +40,9 @@ from resnet.backends.choice import FLOAT_FIRST, INT8_FIRST
 from resnet.data import dataset_stats
 from resnet.data.datasets import FASHION_CLASSES
 from resnet.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from resnet.device import cpu_flags, cpu_has_native_bf16, cpu_has_vnni, cpu_name
+from resnet.device import cpu_has_native_bf16, cpu_has_vnni, cpu_summary
 from resnet.export import (Reference, export_onnx, export_openvino, fold_batchnorm, logits_of, quantize_onnx,
-                           quantize_openvino, real_images)
+                           quantize_openvino, real_images, verify_export)
 from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import create_model
 from resnet.table import format_table
@@ -142,10 +142,9 @@ def checked(backends: dict[str, Backend], reference: Reference) -> dict[str, tup
     """name -> (top-1 agreement with our fp32 PyTorch model, test accuracy %) on the reference images."""
     out = {}
     for name, fn in backends.items():
-        logits = logits_of(fn, reference.images, 32)
-        out[name] = (float((logits.argmax(1) == reference.logits.argmax(1)).float().mean()),
-                     reference.accuracy(logits))
-        print(f"  checked {name}: agreement {100 * out[name][0]:.2f}%", file=sys.stderr, flush=True)
+        v = verify_export(fn, name, reference, batch_size=32)
+        out[name] = (v.top1_agreement, v.export_top1)
+        print(f"  checked {name}: agreement {100 * v.top1_agreement:.2f}%", file=sys.stderr, flush=True)
     return out
 
 
@@ -247,8 +246,7 @@ def main() -> None:
     import onnxruntime
     import openvino
 
-    isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8") if f in cpu_flags())
-    print(f"CPU: {cpu_name()} ({isa or 'flags unknown'}), {args.threads} threads; native bf16: "
+    print(f"CPU: {cpu_summary()}, {args.threads} threads; native bf16: "
           f"{'yes' if cpu_has_native_bf16() else 'no'}, VNNI: {'yes' if cpu_has_vnni() else 'no'}; torch "
           f"{torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
           f"{'; --quick (few iterations, not a measurement)' if args.quick else ''}\n")

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -38,6 +36,7 @@ import torch
 from PIL import Image
 
 from resnet.data import open_split
+from resnet.device import cpu_summary
 from resnet.table import format_table
 
 PRETRAIN_CLASSES, NEW_CLASSES = range(0, 5), range(5, 10)
@@ -78,13 +77,7 @@ def run(cmd: list[str], label: str) -> tuple[dict, float]:
 
 
 def cpu_kind(threads: int | None) -> str:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    kind = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512-VNNI" if "avx512_vnni" in flags else "AVX2"
-    threads = threads or torch.get_num_threads()
-    return f"{platform.machine()} {kind}, {os.cpu_count()} cores, {threads} thread(s) per run"
+    return f"{cpu_summary()}, {threads or torch.get_num_threads()} thread(s) per run"
 
 
 def main() -> None:

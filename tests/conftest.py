@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -33,6 +35,12 @@ def require_module(name: str):
         if os.environ.get("CI"):
             pytest.fail(f"{name} is not installed but CI must test it: `make test` installs the dev extra")
         pytest.skip(f"{name} is not installed")
+
+
+def run_cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m resnet ARGS`` in a fresh process, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "resnet", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def hide_modules(monkeypatch, *names: str) -> None:

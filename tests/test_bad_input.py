@@ -13,6 +13,8 @@ from PIL import Image
 
 from resnet.images import BadImageError, open_image
 
+from .conftest import run_cli as resnet
+
 
 def make_corpus(folder):
     """Every kind of file a real image folder holds, written by the test. Returns {name: expected} where
@@ -103,11 +105,6 @@ def write_folder(root, bad: bool):
 # No data.val_split here: the default recipe's Fashion-MNIST `val_split: 5000` must not carry over to a folder.
 FOLDER_ARGS = ["--model", "resnet20", "--batch-size", "8", "--iterations", "4", "--set", "data.image_size=32",
                "--set", "data.eval_resize=36", "--set", "data.workers=0", "--set", "threads=1"]
-
-
-def resnet(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "resnet", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def test_image_folder_bad_files_error_lists_all_and_skip_trains(tmp_path):

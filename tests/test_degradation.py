@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from resnet.config import RECIPE_DIR, load_config, to_dict
-from resnet.experiments.degradation import PROFILES, aggregate, net_table, plan, verdicts
+from resnet.experiments.degradation import PROFILES, aggregate, plan, verdicts
 
 TRAIN_LIMIT = 768
 # fp32: on CPUs with native bf16 `auto` picks bf16, which measured 2x slower than fp32 for these 28x28 nets.
@@ -58,7 +58,6 @@ def test_aggregate_mean_and_std_over_seeds():
                  run("plain20", 2, 14.0, 27.0), run("plain56", 0, 30.0, 31.0), run("resnet56", 0, 8.0, 9.0)]
     result = aggregate(summaries)
     table = result["nets"]
-    assert table == net_table(summaries)
     assert [n["net"] for n in table] == ["plain20", "plain56", "resnet20", "resnet56"]  # plain first, by depth
     plain20 = table[0]
     assert plain20["seeds"] == 3
@@ -157,15 +156,20 @@ def test_tiny_study_numbers_figure_tables_and_reruns(tmp_path, capsys):
         assert net["test_error"] == json.loads((run_dir / "results.json").read_text())["test_error"]
         steps = (run_dir / "steps.jsonl").read_text().splitlines()
         assert len(steps) == 6  # training error every 4 iterations
-    v = verdicts(results["nets"])
-    assert {k: results[k] for k in v} == v
+    # the verdicts, worked out here from the recomputed errors rather than by the function that wrote them
+    error = {net["net"]: net["train_error"] for net in results["nets"]}
+    assert results["deeper_plain_trains_worse"]["answer"] == ("yes" if error["plain32"] > error["plain20"] else "no")
+    assert results["deeper_residual_trains_better"]["answer"] == (
+        "yes" if error["resnet32"] < error["resnet20"] else "no")
+    assert results["deeper_plain_trains_worse"]["deep_train_error"] == error["plain32"]
 
     text = (out / "results.md").read_text()
     assert markdown_rows(text) == {n["net"]: ["1", f"{n['train_error']:.2f} ± 0.00", f"{n['test_error']:.2f} ± 0.00"]
                                    for n in results["nets"]}
     for key, line in (("deeper_plain_trains_worse", "Deeper plain net trains worse"),
                       ("deeper_residual_trains_better", "Deeper residual net trains better")):
-        assert f"- {line}: **{v[key]['answer']}** ({v[key]['deep']} {v[key]['deep_train_error']:.2f}% vs" in text
+        v = results[key]
+        assert f"- {line}: **{v['answer']}** ({v['deep']} {v['deep_train_error']:.2f}% vs" in text
     assert f"first {TRAIN_LIMIT:,} training images" in text
     stamp = (out / "plain32-seed0" / "results.json").stat().st_mtime_ns
 

@@ -5,17 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 
 from PIL import Image
 
 from resnet.data import open_split
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resnet", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+from .conftest import run_cli
 
 
 def test_eval_json_and_confusion(trained_run, tmp_path):

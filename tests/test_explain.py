@@ -135,6 +135,7 @@ def test_class_option_changes_the_map_of_a_real_net(tmp_path):
     paths = write_images(tmp_path, 2, seed=1)
     first = explain_files(model, card, paths, tmp_path / "a", target=0)
     second = explain_files(model, card, paths, tmp_path / "b", target="c7")
+    assert len(first) == len(second) == 2
     for a, b in zip(first, second):
         assert a["cam"].shape == b["cam"].shape == (28, 28)
         assert (a["index"], b["index"]) == (0, 7)
@@ -151,6 +152,7 @@ def test_preact_colour_model_is_explained(tmp_path):
     model = card.build()
     paths = write_images(tmp_path, 2, size=(40, 36), mode="RGB")
     results = explain_files(model, card, paths, tmp_path / "out")
+    assert len(results) == 2
     for r in results:
         assert r["cam"].shape == (32, 32) and r["image"].shape == (32, 32, 3)
         assert r["class"] == r["predicted"] and 0 < r["prob"] <= 1

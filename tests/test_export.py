@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -23,12 +21,7 @@ from resnet.export import (Reference, batchnorm_after_conv, conv_bn_pairs, expor
 from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import PreActBasicBlock, PreActBottleneck, create_model, list_models, model_info
 
-from .conftest import hide_modules, require_module
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resnet", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+from .conftest import hide_modules, require_module, run_cli
 
 
 @pytest.fixture(scope="module")

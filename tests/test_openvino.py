@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,12 +19,7 @@ from resnet.export import export_openvino, quantize_onnx, real_images
 from resnet.export.options import ExportOptions
 from resnet.modelcard import load_model_and_card
 
-from .conftest import hide_modules, require_module
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resnet", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+from .conftest import hide_modules, require_module, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_summary() -> str:
+    """The CPU's name, the instruction sets that decide our speed (AVX2, AVX-512, VNNI, native bf16, AMX) and its
+    core count: the machine line of every benchmark table."""
+    import os
+
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()]
+    return f"{cpu_name()} ({', '.join(isa) or 'flags unknown'}), {os.cpu_count()} cpus"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -100,7 +100,9 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file {path} is truncated or corrupt ({exc}); export it again") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), at most 160 characters: the reason a
+    one-sentence error quotes."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
 
@@ -115,11 +117,11 @@ def load_torch_file(path: str | Path, noun: str, empty: str, damaged: str) -> An
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = _first_line(exc) if str(exc).strip() else "disallowed content"
+        first = first_line(exc) if str(exc).strip() else "disallowed content"
         raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
                         f"run code when unpickled ({first}); only load files you trust with plain torch.load") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as exc:
-        raise UserError(f"{noun} {path} is truncated or corrupt ({_first_line(exc)[:120]}); {damaged}") from None
+        raise UserError(f"{noun} {path} is truncated or corrupt ({first_line(exc)[:120]}); {damaged}") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:

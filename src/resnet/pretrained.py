@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .io import load_safetensors, load_torch_file
+from .io import first_line, load_safetensors, load_torch_file
 from .modelcard import ModelCard, checkpoint_weights
 from .models import create_model, list_models, model_info
 from .runs import resolve_weights
@@ -143,6 +143,11 @@ def hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def hub_cached_path(url: str) -> Path:
+    """Where torch.hub keeps the file of ``url``: its file name in :func:`hub_checkpoints`."""
+    return hub_checkpoints() / os.path.basename(urlparse(url).path)
+
+
 def _not_available(label: str, url: str, path: Path, why: str) -> UserError:
     return UserError(f"{label} weights are not in the cache and cannot be downloaded ({why}); download {url} and "
                      f"save it as {path}")
@@ -150,7 +155,7 @@ def _not_available(label: str, url: str, path: Path, why: str) -> UserError:
 
 def fetch_url(url: str, label: str) -> Path:
     """The file of ``url`` in torch.hub's cache, downloaded (hash-checked, as torchvision does) when missing."""
-    path = hub_checkpoints() / os.path.basename(urlparse(url).path)
+    path = hub_cached_path(url)
     if path.is_file():
         return path
     if (env := offline()) is not None:
@@ -163,9 +168,9 @@ def fetch_url(url: str, label: str) -> Path:
         if "hash" in str(exc).lower():
             raise UserError(f"the download of {url} does not match its hash (a damaged transfer?); run again, or "
                             f"download it yourself and save it as {path}") from None
-        raise _not_available(label, url, path, _short(exc)) from None
+        raise _not_available(label, url, path, first_line(exc)) from None
     except (OSError, ValueError) as exc:  # URLError, socket errors, HTTP errors are OSErrors
-        raise _not_available(label, url, path, _short(exc)) from None
+        raise _not_available(label, url, path, first_line(exc)) from None
     return path
 
 
@@ -201,13 +206,8 @@ def _hf_download(repo: str, filenames: list[str]) -> Path:
         try:
             return Path(hf.hf_hub_download(repo, name))
         except Exception as exc:  # offline, HTTP and missing-entry errors of huggingface_hub alike
-            why = _short(exc)
+            why = first_line(exc)
     raise OSError(why)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
 
 
 # ------------------------------------------------------------------------------------------------ named weights
@@ -310,7 +310,7 @@ def _timm(arch: str, tag: str | None) -> tuple[Path, ModelCard]:
 def _timm_file(label: str, url: str, repo: str, files: list[str]) -> Path:
     """timm's weights: torch.hub's cache for its URL (timm's old cache), the HF cache, else a download (the URL
     first, then the Hugging Face Hub); no network and no cache names the URL and the file to put it in."""
-    url_path = hub_checkpoints() / os.path.basename(urlparse(url).path) if url else None
+    url_path = hub_cached_path(url) if url else None
     if url_path is not None and url_path.is_file():
         return url_path
     cached = _hf_cached(repo, files) if repo else None
@@ -328,7 +328,7 @@ def _timm_file(label: str, url: str, repo: str, files: list[str]) -> Path:
     try:
         return _hf_download(repo, files)
     except OSError as exc:
-        raise _not_available(label, where[0], where[1], _short(exc)) from None
+        raise _not_available(label, where[0], where[1], first_line(exc)) from None
 
 
 def _timm_resnetv2_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ from ..modelcard import ModelCard
 from .base import Backend, fixed_batch_runner, import_runtime
 
 CARD_KEY = "resnet.card"  # ONNX metadata_props key holding the full ModelCard JSON
+QUANTIZATION_KEY = "quantization"  # metadata_props key saying how an int8 export was quantized
 
 
 def import_onnx(exporter: bool = False):
@@ -61,9 +62,10 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def card_from_onnx(path: str | Path) -> ModelCard:
-    """The ModelCard stored in an exported model's metadata, so predict preprocesses exactly as in evaluation."""
-    meta = onnx_metadata(path)
+def card_from_onnx(path: str | Path, meta: dict[str, str] | None = None) -> ModelCard:
+    """The ModelCard stored in an exported model's metadata (``meta`` when already read), so predict preprocesses
+    exactly as in evaluation."""
+    meta = onnx_metadata(path) if meta is None else meta
     if CARD_KEY not in meta:
         raise UserError(f"{path} has no {CARD_KEY} metadata; export it with `resnet export RUN --format onnx`")
     return ModelCard.from_dict(json.loads(meta[CARD_KEY]))

@@ -12,6 +12,7 @@ from ..modelcard import ModelCard
 from .base import Backend, fixed_batch_runner, import_runtime
 
 CARD_RT_INFO = ["resnet", "card"]  # rt_info path of the full ModelCard JSON in an exported IR
+QUANTIZATION_RT_INFO = ["resnet", "quantization"]  # how an int8 IR was quantized; absent in a float one
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT values
 
 

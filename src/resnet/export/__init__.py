@@ -19,7 +19,7 @@ from .quantize import QUANTIZE_MODES, Quantization, check_quantize, quantize_onn
 from .verify import (Reference, Verification, in_memory, labelled_test_set, load_files, logits_of, real_images,
                      verify_export)
 from .writers import (FORMATS, WRITERS, Writer, default_export_path, export_safetensors, export_torchscript,
-                      list_formats, load_torchscript, quantized_path, writer_of)
+                      load_torchscript, quantized_path, writer_of)
 
 
 @dataclass
@@ -87,7 +87,7 @@ def export_model(source: str | Path, fmt: str = "onnx", out: str | Path | None =
 __all__ = ["ExportOptions", "ExportReport", "FORMATS", "QUANTIZE_MODES", "Quantization", "Reference",
            "Verification", "WRITERS", "Writer", "batchnorm_after_conv", "card_metadata", "conv_bn_pairs",
            "default_export_path", "export_model", "export_onnx", "export_openvino", "export_safetensors",
-           "export_torchscript", "fold_batchnorm", "in_memory", "labelled_test_set", "list_formats", "load_files",
+           "export_torchscript", "fold_batchnorm", "in_memory", "labelled_test_set", "load_files",
            "load_torchscript", "logits_of", "parse_batch", "quantize_onnx",
            "quantize_openvino", "quantized_path", "real_images", "verification_path", "verify_export",
            "writer_of"]

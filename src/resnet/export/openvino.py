@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..backends import CARD_KEY, CARD_RT_INFO, import_openvino, read_openvino
+from ..backends import CARD_KEY, CARD_RT_INFO, QUANTIZATION_RT_INFO, import_openvino, read_openvino
 from ..errors import UserError
 from ..io import fsync_dir
 from ..modelcard import ModelCard
@@ -60,8 +60,6 @@ def export_openvino(model: nn.Module, card: ModelCard, path: str | Path,
                     options: ExportOptions = ExportOptions()) -> Path:
     """Write ``path`` (.xml + .bin): the BN-folded model, batch axis dynamic (or fixed), card in its rt_info."""
     ov = import_openvino()
-    path = Path(path)
-    check_ir_path(path)
     folded = fold_batchnorm(model).cpu().float().eval()
     batch = -1 if options.batch == "dynamic" else options.batch
     with warnings.catch_warnings(), torch.no_grad():
@@ -69,7 +67,7 @@ def export_openvino(model: nn.Module, card: ModelCard, path: str | Path,
         converted = ov.convert_model(folded, example_input=options.example(card),
                                      input=[(batch, *card.input_size)])
     set_rt_info(converted, card_metadata(card))
-    return save_ir(converted, path)
+    return save_ir(converted, Path(path))
 
 
 def quantize_openvino(src: str | Path, dst: str | Path, card: ModelCard, calibration: torch.Tensor) -> Path:
@@ -96,8 +94,8 @@ def quantize_openvino(src: str | Path, dst: str | Path, card: ModelCard, calibra
         warnings.simplefilter("ignore")
         quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items),
                                   preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=False)
-    quantized.set_rt_info(f"int8 post-training (NNCF {nncf.__version__}, performance preset, bias correction) calibrated on "
-                          f"{len(calibration)} training images", [CARD_RT_INFO[0], "quantization"])
+    quantized.set_rt_info(f"int8 post-training (NNCF {nncf.__version__}, performance preset, bias correction) "
+                          f"calibrated on {len(calibration)} training images", QUANTIZATION_RT_INFO)
     return save_ir(quantized, dst)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..backends import import_onnx, onnx_session
+from ..backends.onnx_runtime import QUANTIZATION_KEY, import_onnx, onnx_session
 from ..device import cpu_has_vnni
 from ..errors import UserError
 from ..io import atomic_replace
@@ -90,7 +90,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, card: ModelCard, calibration
         weights = "7-bit (reduce_range: no VNNI on the exporting CPU)" if reduce_range else "8-bit"
         how = (f"int8 static, QDQ, uint8 activations, per-channel {weights} int8 weights, moving-average min-max "
                f"ranges over batches of {size} of {len(calibration)} training images")
-        set_metadata(proto, {**card_metadata(card), "quantization": how})
+        set_metadata(proto, {**card_metadata(card), QUANTIZATION_KEY: how})
         onnx.save(proto, str(tmp))
 
     return atomic_replace(dst, write)

@@ -11,11 +11,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..backends import Backend, preprocess
+from ..backends import Backend, image_batches
 from ..data import is_memory, open_split
 from ..data.files import list_samples
 from ..errors import UserError
-from ..images import BadImageError, find_images, open_image
+from ..images import find_images
 from ..modelcard import ModelCard
 
 
@@ -63,17 +63,10 @@ def _spread(n_total: int, n: int, seed: int | None) -> list[int]:
 
 def load_files(files: list[Path], card: ModelCard) -> torch.Tensor:
     """Image files preprocessed exactly as predict / eval do for ``card``; unreadable files are left out."""
-    transform = preprocess(card)
-    mode = "L" if card.input_size[0] == 1 else "RGB"
-    out = []
-    for f in files:
-        try:
-            out.append(transform(open_image(f, mode)))
-        except BadImageError:
-            continue
-    if not out:
+    parts = [batch for _, batch in image_batches(files, card, 256, [{} for _ in files])]
+    if not parts:
         raise UserError(f"none of the {len(files)} image files could be read; pass --images with readable images")
-    return torch.stack(out)
+    return torch.cat(parts)
 
 
 def real_images(card: ModelCard, n: int, split: str = "test", folder: str | Path | None = None,
@@ -175,9 +168,9 @@ class Reference:
         return float(100 * (logits.argmax(1) == self.labels).float().mean())
 
 
-def verify_export(backend: Backend, name: str, reference: Reference) -> Verification:
+def verify_export(backend: Backend, name: str, reference: Reference, batch_size: int = 256) -> Verification:
     """Run the reference images through ``backend``; report how closely it agrees with PyTorch."""
-    ours = logits_of(backend, reference.images)
+    ours = logits_of(backend, reference.images, batch_size)
     return Verification(name, len(ours), float((ours - reference.logits).abs().max()),
                         float((ours.argmax(1) == reference.logits.argmax(1)).float().mean()),
                         reference.accuracy(reference.logits), reference.accuracy(ours))

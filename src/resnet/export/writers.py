@@ -80,11 +80,6 @@ WRITERS: dict[str, Writer] = {
 FORMATS = tuple(WRITERS)
 
 
-def list_formats() -> list[str]:
-    """The names `resnet export --format` accepts, in table order."""
-    return list(FORMATS)
-
-
 def quantized_path(path: Path, mode: str = "int8") -> Path:
     """Where the quantized twin of an export goes: model.onnx -> model.int8.onnx, model.xml -> model.int8.xml."""
     return path.with_suffix(f".{mode}{path.suffix}")

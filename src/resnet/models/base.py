@@ -16,8 +16,8 @@ def check_layout(layers, widths, num_classes: int, in_chans: int) -> None:
 
 
 class StagedNet(nn.Module):
-    """Base of the family classes: subclasses build ``stage_names`` (layer1, layer2, ...), ``num_features``,
-    ``avgpool`` and ``fc``, and define ``forward_features``."""
+    """Base of the family classes: subclasses build their stem, call :meth:`add_stages` and :meth:`add_head`, and
+    define ``forward_features``."""
 
     stage_names: list[str]
     num_features: int
@@ -37,6 +37,26 @@ class StagedNet(nn.Module):
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
                     m.zero_init_last()
+
+    def add_stages(self, layers, widths, in_ch: int, make_block) -> int:
+        """Add ``layer1``, ``layer2``, ... of ``make_block(in_ch, planes, stride)`` blocks (stride 2 at the first
+        block of every stage but the first), set ``stage_names`` and ``num_features``; return the output width."""
+        self.stage_names = []
+        for i, (n_blocks, planes) in enumerate(zip(layers, widths)):
+            blocks = []
+            for j in range(n_blocks):
+                blocks.append(make_block(in_ch, planes, 2 if i > 0 and j == 0 else 1))
+                in_ch = planes * blocks[-1].expansion
+            name = f"layer{i + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+        self.num_features = in_ch
+        return in_ch
+
+    def add_head(self, num_classes: int) -> None:
+        """Global average pooling and the fully connected classifier on ``num_features`` channels."""
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.num_features, num_classes)
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]

@@ -90,20 +90,9 @@ class ResNet(StagedNet):
         self.relu = nn.ReLU(inplace=True)
         if maxpool is not None:
             self.maxpool = maxpool
-        self.stage_names: list[str] = []
-        for i, (n_blocks, planes) in enumerate(zip(layers, widths)):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(n_blocks):
-                blocks.append(block_cls(in_ch, planes, stride if j == 0 else 1, shortcut, groups, width_per_group,
-                                        avg_down, stride_in_1x1))
-                in_ch = planes * block_cls.expansion
-            name = f"layer{i + 1}"
-            self.add_module(name, nn.Sequential(*blocks))
-            self.stage_names.append(name)
-        self.num_features = in_ch
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_ch, num_classes)
+        self.add_stages(layers, widths, in_ch, lambda cin, planes, stride: block_cls(
+            cin, planes, stride, shortcut, groups, width_per_group, avg_down, stride_in_1x1))
+        self.add_head(num_classes)
         self.init_weights(zero_init_residual)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:

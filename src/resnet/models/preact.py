@@ -130,19 +130,10 @@ class PreActResNet(StagedNet):
         self.conv1, maxpool = _make_stem(stem, in_chans, in_ch, stem_width)
         if maxpool is not None:
             self.maxpool = maxpool
-        self.stage_names: list[str] = []
-        for i, (n_blocks, planes) in enumerate(zip(layers, widths)):
-            blocks = []
-            for j in range(n_blocks):
-                blocks.append(block_cls(in_ch, planes, 2 if i > 0 and j == 0 else 1))
-                in_ch = planes * block_cls.expansion
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-            self.stage_names.append(f"layer{i + 1}")
-        self.num_features = in_ch
+        in_ch = self.add_stages(layers, widths, in_ch, block_cls)
         self.norm = nn.BatchNorm2d(in_ch)
         self.relu = nn.ReLU(inplace=True)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_ch, num_classes)
+        self.add_head(num_classes)
         self.init_weights(zero_init_residual)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,6 @@ from ..errors import TrainingStopped, UserError
 from ..evaluate import EvalResult, evaluate
 from ..io import load_checkpoint, write_json
 from ..modelcard import load_into, save_model
-from ..plots import plot_curves
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
@@ -300,19 +299,17 @@ class Trainer:
                 loss, errors = train_step(self.ctx, images, labels)
                 self.step_in_epoch, done, counted = self.step_in_epoch + 1, done + 1, counted + labels.shape[0]
                 stats = torch.stack([loss.double() * labels.shape[0], errors.double(),
-                                     torch.tensor(float(labels.shape[0]), dtype=torch.float64, device=self.device)])
+                                     torch.full((), float(labels.shape[0]), dtype=torch.float64, device=self.device)])
                 window.append(stats)
                 epoch_sums += stats
                 bar.update(1)
                 if self.ctx.step % cfg.log_every == 0:
                     self._log_window(window, lr, epoch, bar)
                 if cfg.checkpoint_every and self.ctx.step % cfg.checkpoint_every == 0:
-                    self._check_window(window)
-                    self.partial = dist.all_reduce_sum(epoch_sums.clone()).tolist()
+                    self._settle_epoch_sums(window, epoch_sums)
                     self.save_checkpoint()
                 if (self.ctx.step % cfg.log_every == 0 or not self.env.enabled) and self._stop_requested():
-                    self._check_window(window)
-                    self.partial = dist.all_reduce_sum(epoch_sums.clone()).tolist()
+                    self._settle_epoch_sums(window, epoch_sums)
                     self._stop()
                 if done >= steps:
                     break
@@ -320,18 +317,25 @@ class Trainer:
             self._check_window(window)
             self._end_epoch(epoch, epoch_sums, counted, time.perf_counter() - start)
 
-    def _check_window(self, window: list[torch.Tensor]) -> None:
-        """Raise :class:`NonFiniteLoss` naming the first step of ``window`` whose loss was not finite."""
+    def _check_window(self, window: list[torch.Tensor]) -> torch.Tensor | None:
+        """Raise :class:`NonFiniteLoss` naming the first step of ``window`` whose loss was not finite; else return
+        the window's per-step stats stacked (None when empty)."""
         if not window:
-            return
-        losses = torch.stack(window)[:, 0]
-        bad = first_nonfinite(losses)
+            return None
+        stacked = torch.stack(window)
+        bad = first_nonfinite(stacked[:, 0])
         if bad is not None:
-            raise NonFiniteLoss(self.ctx.step - len(window) + bad + 1, float(losses[bad]))
+            raise NonFiniteLoss(self.ctx.step - len(window) + bad + 1, float(stacked[bad, 0]))
+        return stacked
+
+    def _settle_epoch_sums(self, window: list[torch.Tensor], epoch_sums: torch.Tensor) -> None:
+        """Before a checkpoint or a stop: no non-finite loss pending, and the epoch's sums so far summed over every
+        process into ``self.partial`` (what a resumed run continues the epoch's averages from)."""
+        self._check_window(window)
+        self.partial = dist.all_reduce_sum(epoch_sums.clone()).tolist()
 
     def _log_window(self, window: list[torch.Tensor], lr: float, epoch: int, bar) -> None:
-        self._check_window(window)
-        loss, errors, count = dist.all_reduce_sum(torch.stack(window).sum(0)).tolist()
+        loss, errors, count = dist.all_reduce_sum(self._check_window(window).sum(0)).tolist()
         window.clear()
         record = {"step": self.ctx.step, "epoch": epoch + self.step_in_epoch / self.steps_per_epoch,
                   "train_loss": loss / max(count, 1), "train_error": 100 * errors / max(count, 1), "lr": lr}
@@ -382,6 +386,8 @@ class Trainer:
             save_model(self._eval_model(), self.card, self.run_dir)
             write_json(self.run_dir / "results.json", results)
             records = read_jsonl(self.run_dir / "metrics.jsonl")
+            from ..plots import plot_curves  # matplotlib only when a run finishes, not at import
+
             plot_curves(records, self.run_dir / "curves.png", title=f"{cfg.model.name} on {cfg.data.name}")
             self._say("\n" + final_table(records))
             self._say(f"\ntest set ({test.count:,} images, {self.card.weights} weights"
