@@ -1,53 +1,92 @@
-"""`resnet degradation`: the verdicts and the mean ± std on known numbers (milliseconds), the quick profile as a
-recipe, and a tiny study end to end (two depths, a few dozen steps, a data subset) whose numbers are recomputed."""
+"""`resnet degradation`: the verdicts on known numbers (milliseconds), the response hooks and gradient norms on small
+nets whose answer is worked out here, the profiles as recipes, and a tiny study end to end (two depths, one epoch, a
+data subset) whose numbers are recomputed."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from resnet.config import RECIPE_DIR, load_config, to_dict
-from resnet.experiments.degradation import PROFILES, aggregate, plan, verdicts
+from resnet.experiments.degradation import PROFILES, aggregate, plan
+from resnet.experiments.gradients import conv_grad_norms, first_last_ratio, stage_of
+from resnet.experiments.planning import cell_seconds
+from resnet.experiments.responses import layer_response_std, layers_3x3
+from resnet.experiments.verdicts import margin_verdict, order_verdict, response_verdicts, verdicts
+from resnet.models import create_model
 
 TRAIN_LIMIT = 768
-# fp32: on CPUs with native bf16 `auto` picks bf16, which measured 2x slower than fp32 for these 28x28 nets.
-TINY = ["--depths", "20", "32", "--iterations", "24", "--train-limit", str(TRAIN_LIMIT), "--set", "data.test_limit=200",
+BATCH = 32  # TRAIN_LIMIT / BATCH = 24 steps: the tiny study trains exactly one epoch
+TINY = ["--depths", "20", "56", "--iterations", "24", "--train-limit", str(TRAIN_LIMIT), "--set", "data.test_limit=200",
         "--set", "log_every=4", "--set", "checkpoint_every=8", "--set", "threads=2", "--set", "precision=fp32",
-        "--set", "batch_size=32"]
-NETS = ["plain20", "plain32", "resnet20", "resnet32"]
+        "--set", f"batch_size={BATCH}", "--seeds", "1"]
+NETS = ["plain20", "plain56", "resnet20", "resnet56"]
 
 
-def row(net: str, train_error: float) -> dict:
+def row(net: str, train_error: float, std: float = 0.0, seeds: int = 3) -> dict:
     kind, depth = net.rstrip("0123456789"), int(net.lstrip("plainresnet"))
-    return {"net": net, "kind": kind, "depth": depth, "train_error": train_error}
+    return {"net": net, "kind": kind, "depth": depth, "train_error": train_error, "train_error_std": std,
+            "seeds": seeds}
 
 
-# ------------------------------------------------------------------------------------------ numbers (milliseconds)
+# ------------------------------------------------------------------------------------------ verdicts (milliseconds)
 
 
-def test_verdicts_yes_when_deeper_plain_is_worse_and_deeper_residual_better():
-    # Shallowest vs deepest, in any row order; the middle depth does not count.
-    table = [row("resnet56", 9.0), row("plain56", 24.0), row("plain20", 11.0), row("plain32", 30.0),
-             row("resnet32", 12.0), row("resnet20", 10.0)]
+def test_order_verdicts_need_every_depth_in_order():
+    table = [row("resnet56", 9.0), row("plain56", 24.0), row("plain20", 11.0), row("plain32", 13.0),
+             row("plain44", 20.0), row("resnet32", 9.8), row("resnet20", 10.0), row("resnet44", 9.5)]
     v = verdicts(table)
-    assert v["deeper_plain_trains_worse"] == {"answer": "yes", "shallow": "plain20", "deep": "plain56",
-                                              "shallow_train_error": 11.0, "deep_train_error": 24.0}
-    assert v["deeper_residual_trains_better"] == {"answer": "yes", "shallow": "resnet20", "deep": "resnet56",
-                                                  "shallow_train_error": 10.0, "deep_train_error": 9.0}
+    assert v["plain_order"]["answer"] == "yes" and v["residual_order"]["answer"] == "yes"
+    assert v["plain_order"]["nets"] == ["plain20", "plain32", "plain44", "plain56"]
+    assert v["plain_order"]["evidence"] == "plain20 11.00 < plain32 13.00 < plain44 20.00 < plain56 24.00"
+    assert v["residual_order"]["evidence"] == "resnet20 10.00 > resnet32 9.80 > resnet44 9.50 > resnet56 9.00"
+    # A middle depth out of order is a "no", although the shallowest and the deepest are in order.
+    swapped = [r if r["net"] != "resnet44" else row("resnet44", 9.9) for r in table]
+    assert verdicts(swapped)["residual_order"]["answer"] == "no"
+    assert verdicts(swapped)["plain_order"]["answer"] == "yes"
 
 
-def test_verdicts_no_when_reversed():
-    v = verdicts([row("plain20", 24.0), row("plain56", 11.0), row("resnet20", 9.0), row("resnet56", 10.0)])
-    assert v["deeper_plain_trains_worse"]["answer"] == "no"
-    assert v["deeper_residual_trains_better"]["answer"] == "no"
+def test_order_verdicts_no_when_reversed_or_tied():
+    reversed_ = [row("plain20", 24.0), row("plain56", 11.0), row("resnet20", 9.0), row("resnet56", 10.0)]
+    assert order_verdict(reversed_, "plain", rising=True)["answer"] == "no"
+    assert order_verdict(reversed_, "resnet", rising=False)["answer"] == "no"
+    tied = [row("plain20", 12.5), row("plain32", 12.5), row("plain56", 14.0)]
+    assert order_verdict(tied, "plain", rising=True)["answer"] == "no"
 
 
-def test_verdicts_no_on_ties():
-    v = verdicts([row("plain20", 12.5), row("plain56", 12.5), row("resnet20", 10.0), row("resnet56", 10.0)])
-    assert v["deeper_plain_trains_worse"]["answer"] == "no"
-    assert v["deeper_residual_trains_better"]["answer"] == "no"
+def test_margin_verdict_against_twice_the_larger_std():
+    table = [row("plain20", 10.0, std=0.5), row("plain56", 12.1, std=1.0), row("resnet20", 5.0, std=0.2),
+             row("resnet56", 4.0, std=0.4)]
+    plain = margin_verdict(table, "plain", rising=True)
+    assert plain["answer"] == "yes" and plain["gap"] == pytest.approx(2.1) and plain["larger_std"] == 1.0
+    residual = margin_verdict(table, "resnet", rising=False)
+    assert residual["answer"] == "yes" and residual["gap"] == pytest.approx(1.0)  # 1.0 > 2 x 0.4
+    inside = [row("resnet20", 5.0, std=0.2), row("resnet56", 4.3, std=0.4)]  # 0.7 < 0.8: inside the spread
+    assert margin_verdict(inside, "resnet", rising=False)["answer"] == "no"
+    wrong_way = [row("resnet20", 4.0, std=0.1), row("resnet56", 5.0, std=0.1)]  # a gap the wrong way is never a margin
+    assert margin_verdict(wrong_way, "resnet", rising=False)["answer"] == "no"
+    one_seed = [row("plain20", 10.0, seeds=1), row("plain56", 30.0, seeds=1)]
+    assert margin_verdict(one_seed, "plain", rising=True)["answer"] == "n/a"
+
+
+def test_response_verdicts_on_known_numbers():
+    def net(kind, depth, mean_std):
+        return {"kind": kind, "depth": depth, "mean_std": mean_std}
+
+    found = response_verdicts({"plain20": net("plain", 20, 0.9), "plain56": net("plain", 56, 0.8),
+                               "resnet20": net("resnet", 20, 0.6), "resnet56": net("resnet", 56, 0.5)})
+    assert found["residual_weaker_than_plain"]["answer"] == "yes"
+    assert found["deeper_residual_weaker"]["answer"] == "yes"
+    found = response_verdicts({"plain20": net("plain", 20, 0.5), "plain56": net("plain", 56, 0.8),
+                               "resnet20": net("resnet", 20, 0.6), "resnet56": net("resnet", 56, 0.6)})
+    assert found["residual_weaker_than_plain"]["answer"] == "no"  # at depth 20: 0.6 > 0.5
+    assert found["deeper_residual_weaker"]["answer"] == "no"  # a tie
+    assert found["residual_weaker_than_plain"]["evidence"] == "20: 0.600 vs 0.500, 56: 0.600 vs 0.800"
 
 
 def test_aggregate_mean_and_std_over_seeds():
@@ -65,26 +104,111 @@ def test_aggregate_mean_and_std_over_seeds():
     assert plain20["test_error"] == pytest.approx(23.0)
     assert plain20["test_error_std"] == pytest.approx(((9 + 1 + 16) / 2) ** 0.5)  # sample std of 20, 22, 27
     assert table[1]["seeds"] == 1 and table[1]["train_error_std"] == 0.0 and table[1]["test_error_std"] == 0.0
-    assert result["deeper_plain_trains_worse"]["answer"] == "yes"  # 30 > mean 12
-    assert result["deeper_residual_trains_better"]["answer"] == "yes"  # 8 < 10
+    assert result["verdicts"]["plain_order"]["answer"] == "yes"  # 30 > mean 12
+    assert result["verdicts"]["residual_order"]["answer"] == "yes"  # 8 < 10
+    assert result["verdicts"]["plain_margin"]["answer"] == "n/a"  # plain56 has one seed
+
+
+# ------------------------------------------------------------------------------- responses and gradients on small nets
+
+
+def scaled_net(gain: list[float], gamma: list[float], beta: list[float]) -> nn.Sequential:
+    """A 3x3 conv whose channel k is gain[k] x the input (centre tap only), a BN in eval mode with running stats
+    (0, 1) and affine (gamma, beta), a ReLU; then a 1x1 conv + BN that is not a 3x3 layer."""
+    conv = nn.Conv2d(1, len(gain), 3, padding=1, bias=False)
+    bn = nn.BatchNorm2d(len(gain), eps=0.0)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, 0, 1, 1] = torch.tensor(gain)
+        bn.weight.copy_(torch.tensor(gamma))
+        bn.bias.copy_(torch.tensor(beta))
+    tail = nn.Sequential(nn.Conv2d(len(gain), 2, 1, bias=False), nn.BatchNorm2d(2))
+    return nn.Sequential(conv, bn, nn.ReLU(inplace=True), tail)
+
+
+def test_response_std_is_per_channel_std_after_bn_averaged_over_channels():
+    net = scaled_net(gain=[2.0, -0.5], gamma=[1.5, 4.0], beta=[3.0, -1.0])
+    assert layers_3x3(net) == [("0", "1")]  # the 1x1 conv + BN is not a 3x3 layer
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 1, 6, 6, generator=g) * 0.7 + 0.2
+    std = float(images.double().std(unbiased=False))
+    # Channel k's response is gamma_k * gain_k * x + beta_k: its std is |gamma_k gain_k| std(x), whatever beta_k;
+    # read before the in-place ReLU changes it.
+    expected = (abs(1.5 * 2.0) + abs(4.0 * -0.5)) / 2 * std
+    assert net.training
+    got = layer_response_std(net, [images[:40], images[40:]])  # measured in eval mode (BN on running stats)
+    assert got == [pytest.approx(expected, rel=1e-9)]
+    assert net.training and not net[1]._forward_hooks  # training mode restored, hooks removed
+
+
+def test_resnet20_has_the_papers_19_three_by_three_layers_in_forward_order():
+    layers = layers_3x3(create_model("resnet20", num_classes=10, in_chans=1))
+    assert len(layers) == 19  # the stem and 2 x 9 blocks; shortcut A has no layers
+    assert layers[:3] == [("conv1", "bn1"), ("layer1.0.conv1", "layer1.0.bn1"), ("layer1.0.conv2", "layer1.0.bn2")]
+    assert layers[-1] == ("layer3.2.conv2", "layer3.2.bn2")
+    assert len(layers_3x3(create_model("plain56", num_classes=10, in_chans=1))) == 55
+
+
+def test_gradient_norms_match_autograd_by_hand_and_leave_the_model_alone():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_chans=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [(torch.randn(8, 1, 12, 12), torch.randint(0, 10, (8,))) for _ in range(2)]
+    norms = conv_grad_norms(model, batches)
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # BN running stats untouched
+    assert all(p.grad is None for p in model.parameters())
+
+    by_hand = []
+    for images, labels in batches:
+        copy = create_model("resnet20", num_classes=10, in_chans=1)
+        copy.load_state_dict(before)
+        copy.train()
+        nn.functional.cross_entropy(copy(images), labels).backward()
+        by_hand.append([float(copy.get_submodule(conv).weight.grad.norm()) for conv, _ in layers_3x3(copy)])
+    assert norms == pytest.approx([(a + b) / 2 for a, b in zip(*by_hand)], rel=1e-5)
+
+
+def test_first_last_ratio_by_stage():
+    convs = ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "layer3.0.conv1", "layer3.0.conv2"]
+    stages = ["layer1", "layer2", "layer3"]
+    assert [stage_of(c, stages) for c in convs] == ["stem", "layer1", "layer1", "layer2", "layer3", "layer3"]
+    ratio = first_last_ratio([100.0, 1.0, 3.0, 7.0, 4.0, 12.0], convs, stages)  # the stem does not count
+    assert ratio == {"first_stage": 2.0, "last_stage": 8.0, "ratio": 0.25}
+
+
+def test_planned_cell_seconds():
+    class Spec:
+        cfg = load_config("degradation-fashion-mnist", {"iterations": 100, "eval_every": 2, "batch_size": 50})
+
+    # 100 steps of 1 s; 500 training images = 10 steps per epoch, 10 epochs, evaluated every 2 (5 times) plus the
+    # final test and the two analysis passes: 8 passes over 1,000 test images in 20 batches of 0.1 s.
+    assert cell_seconds(Spec, train_size=500, test_size=1000, train_s=1.0, eval_s=0.1) == pytest.approx(100 + 16)
 
 
 # ------------------------------------------------------------------------------------------- profiles as recipes
 
 
-def test_quick_profile_cell_is_its_recipe_with_net_seed_and_out_only(tmp_path):
-    """One cell of the quick study is `resnet train --config degradation-quick-fashion-mnist --model plain56
-    --seed 1 --out DIR`: the same config, with no training setting added by the study."""
-    profile = PROFILES["quick"]
-    assert profile.overrides == {}
-    text = (RECIPE_DIR / f"{profile.recipe}.yaml").read_text()
+def test_profile_cells_are_their_recipe_with_net_seed_and_out_only(tmp_path):
+    """One cell of the study is `resnet train --config degradation-fashion-mnist --model plain56 --seed 1 --out
+    DIR`: the same config, with no training setting added by the study."""
+    for name in ("default", "quick"):
+        profile = PROFILES[name]
+        assert profile.overrides == {} and profile.recipe == "degradation-fashion-mnist"
+    assert PROFILES["default"].depths == (20, 32, 44, 56) and PROFILES["default"].seeds == 3
+    assert PROFILES["quick"].depths == (20, 56) and PROFILES["quick"].seeds == 1
+    text = (RECIPE_DIR / "degradation-fashion-mnist.yaml").read_text()
     assert text.startswith("# ") and len(text.splitlines()[0]) > 20  # the title `resnet recipes` shows
-    specs = plan("quick", tmp_path, seeds=2)
-    assert [(s.name, s.seed) for s in specs][:4] == [("plain20", 0), ("plain20", 1), ("resnet20", 0), ("resnet20", 1)]
+    specs = plan("default", tmp_path)
+    assert [(s.name, s.seed) for s in specs][:4] == [("plain20", 0), ("plain20", 1), ("plain20", 2), ("resnet20", 0)]
+    assert len(specs) == 24
     for spec in specs:
-        alone = load_config(profile.recipe, {"model.name": spec.name, "seed": spec.seed, "out": str(spec.run_dir)})
+        alone = load_config(PROFILES["default"].recipe,
+                            {"model.name": spec.name, "seed": spec.seed, "out": str(spec.run_dir)})
         assert to_dict(spec.cfg) == to_dict(alone)
-    assert specs[0].cfg.recipe == "degradation-quick-fashion-mnist" and specs[0].cfg.iterations == 800
+    cfg = specs[0].cfg
+    assert cfg.snapshot_epochs == [0, 1] and cfg.schedule.warmup_iters > 0 and cfg.data.flip is True
+    assert [s.seed for s in plan("quick", tmp_path)] == [0, 0, 0, 0]
 
 
 def test_paper_profile_uses_the_paper_recipe_of_each_depth(tmp_path):
@@ -93,6 +217,7 @@ def test_paper_profile_uses_the_paper_recipe_of_each_depth(tmp_path):
     assert specs["plain110"].recipe == specs["resnet110"].recipe == "cifar10-resnet110-paper"
     assert specs["plain110"].schedule.warmup_iters == 400  # the paper's ResNet-110 warm-up, for plain-110 too
     assert specs["resnet110"].optim == load_config("cifar10-resnet110-paper").optim
+    assert specs["resnet110"].iterations == 64_000 and specs["resnet110"].snapshot_epochs == [0, 1]
 
 
 # ---------------------------------------------------------------------------------------------- tiny study, e2e
@@ -101,7 +226,6 @@ def test_paper_profile_uses_the_paper_recipe_of_each_depth(tmp_path):
 def recomputed_train_error(run_dir: Path, n: int) -> float:
     """100 - top-1 of the run's model.safetensors on the first ``n`` training images, evaluated here at the run's
     precision."""
-    import torch
     import yaml
 
     from resnet.data import MemoryLoader, open_split
@@ -123,14 +247,14 @@ def recomputed_train_error(run_dir: Path, n: int) -> float:
 
 
 def markdown_rows(text: str) -> dict[str, list[str]]:
-    """Net -> its cells in the results table of results.md."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
+    """Net -> its cells in the first table of results.md (the per-net means)."""
+    lines = [line for line in text.split("\n\n## Figure 7")[0].splitlines() if line.startswith("|")]
     assert [c.strip() for c in lines[0].strip("|").split("|")] == ["net", "seeds", "training error %", "test error %"]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     return {r[0]: r[1:] for r in rows}
 
 
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+def main_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     from resnet.cli import main
 
     code = main(argv)
@@ -138,16 +262,20 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_tiny_study_numbers_figure_tables_and_reruns(tmp_path, capsys):
+def test_tiny_study_numbers_figures_tables_and_reruns(tmp_path, capsys):
     out = tmp_path / "study"
     argv = ["degradation", "--out", str(out), *TINY]
-    code, stdout, stderr = run_cli(argv, capsys)
+    code, stdout, stderr = main_cli(argv, capsys)
     assert code == 0, stderr[-3000:]
+    assert stdout.startswith("planned: 4 cells, about ")
     assert stdout.count(": training (24 iterations)") == 4
-    assert (out / "degradation.png").stat().st_size > 10_000
+    for figure in ("degradation.png", "responses.png", "gradients.png"):
+        assert (out / figure).stat().st_size > 10_000
     results = json.loads((out / "results.json").read_text())
     assert [n["net"] for n in results["nets"]] == NETS
-    assert results["recipes"] == ["degradation-quick-fashion-mnist"] and results["train_error_images"] == TRAIN_LIMIT
+    assert results["recipes"] == ["degradation-fashion-mnist"] and results["train_error_images"] == TRAIN_LIMIT
+    assert results["precision"] == "fp32" and "cpus" in results["machine"] and results["wall_minutes"] > 0
+    assert len(results["runs"]) == 4 and results["config"]["batch_size"] == BATCH
 
     for net in results["nets"]:
         run_dir = out / f"{net['net']}-seed0"
@@ -156,45 +284,77 @@ def test_tiny_study_numbers_figure_tables_and_reruns(tmp_path, capsys):
         assert net["test_error"] == json.loads((run_dir / "results.json").read_text())["test_error"]
         steps = (run_dir / "steps.jsonl").read_text().splitlines()
         assert len(steps) == 6  # training error every 4 iterations
+        # The snapshots: the initial weights and those at the end of the only epoch (step 24).
+        from safetensors import safe_open
+
+        for epoch, step in ((0, 0), (1, 24)):
+            with safe_open(str(run_dir / "snapshots" / f"epoch-{epoch}.safetensors"), "pt") as f:
+                assert f.metadata() == {"epoch": str(epoch), "step": str(step)}
     # the verdicts, worked out here from the recomputed errors rather than by the function that wrote them
     error = {net["net"]: net["train_error"] for net in results["nets"]}
-    assert results["deeper_plain_trains_worse"]["answer"] == ("yes" if error["plain32"] > error["plain20"] else "no")
-    assert results["deeper_residual_trains_better"]["answer"] == (
-        "yes" if error["resnet32"] < error["resnet20"] else "no")
-    assert results["deeper_plain_trains_worse"]["deep_train_error"] == error["plain32"]
+    v = results["verdicts"]
+    assert v["plain_order"]["answer"] == ("yes" if error["plain56"] > error["plain20"] else "no")
+    assert v["residual_order"]["answer"] == ("yes" if error["resnet56"] < error["resnet20"] else "no")
+    assert v["plain_margin"]["answer"] == v["residual_margin"]["answer"] == "n/a"  # one seed
+
+    # Figure 7: 19 and 55 layers; responses of a run match the hooks run here on its model and 200 test images.
+    responses = results["responses"]
+    assert [len(responses[n]["std"]) for n in NETS] == [19, 55, 19, 55]
+    from resnet.data import MemoryLoader, open_split
+    from resnet.modelcard import load_model_and_card
+
+    model, card = load_model_and_card(out / "resnet20-seed0", torch.device("cpu"))
+    test = MemoryLoader(open_split("fashion-mnist", "test", limit=200), 64, device=torch.device("cpu"),
+                        mean=card.mean, std=card.std, train=False)
+    assert layer_response_std(model, (x for x, _ in test.epoch(0))) == pytest.approx(responses["resnet20"]["std"],
+                                                                                     rel=1e-6)
+    mean_std = {n: responses[n]["mean_std"] for n in NETS}
+    assert results["response_verdicts"]["residual_weaker_than_plain"]["answer"] == (
+        "yes" if mean_std["resnet20"] < mean_std["plain20"] and mean_std["resnet56"] < mean_std["plain56"] else "no")
+
+    # Gradient flow at depth 56 only, 55 layers at both moments, finite and positive; the table's ratio is the mean
+    # of the first stage's norms over the last stage's.
+    grads = results["gradients"]
+    assert sorted(grads) == ["plain56", "resnet56"]
+    for g in grads.values():
+        assert len(g["init"]) == len(g["epoch1"]) == 55 and all(0 < x < math.inf for x in g["init"] + g["epoch1"])
+        assert g["ratio_init"]["ratio"] == pytest.approx(sum(g["init"][1:19]) / sum(g["init"][37:]))
+    assert g["init"] != g["epoch1"]
 
     text = (out / "results.md").read_text()
     assert markdown_rows(text) == {n["net"]: ["1", f"{n['train_error']:.2f} ± 0.00", f"{n['test_error']:.2f} ± 0.00"]
                                    for n in results["nets"]}
-    for key, line in (("deeper_plain_trains_worse", "Deeper plain net trains worse"),
-                      ("deeper_residual_trains_better", "Deeper residual net trains better")):
-        v = results[key]
-        assert f"- {line}: **{v['answer']}** ({v['deep']} {v['deep_train_error']:.2f}% vs" in text
-    assert f"first {TRAIN_LIMIT:,} training images" in text
-    stamp = (out / "plain32-seed0" / "results.json").stat().st_mtime_ns
+    for found in (*v.values(), *results["response_verdicts"].values()):
+        assert f": **{found['answer']}** ({found['evidence']})" in text
+    assert f"first {TRAIN_LIMIT:,} training images" in text and "200 test images" in text
+    assert "## Gradient flow" in text and "![Figure 7](responses.png)" in text
+    stamp = (out / "plain56-seed0" / "results.json").stat().st_mtime_ns
 
-    # An interrupted run (resnet32: results removed, checkpoints kept) resumes; a run that stopped before its first
+    # An interrupted run (resnet56: results removed, checkpoints kept) resumes; a run that stopped before its first
     # checkpoint (plain20: nothing but its config and logs) restarts in place; finished ones are skipped.
-    (out / "resnet32-seed0" / "results.json").unlink()
-    (out / "resnet32-seed0" / "model.safetensors").unlink()
+    (out / "resnet56-seed0" / "results.json").unlink()
+    (out / "resnet56-seed0" / "model.safetensors").unlink()
+    (out / "resnet56-seed0" / "analysis.json").unlink()
     plain20 = out / "plain20-seed0"
     for path in [*(plain20 / "checkpoints").iterdir(), plain20 / "results.json", plain20 / "model.safetensors",
-                 plain20 / "train_error.json"]:
+                 plain20 / "analysis.json"]:
         path.unlink()
-    code, stdout, stderr = run_cli(argv, capsys)
+    code, stdout, stderr = main_cli(argv, capsys)
     assert code == 0, stderr[-3000:]
+    assert stdout.startswith("planned: 2 of 4 cells left, about ")
     assert stdout.count("finished, skipped") == 2
-    assert "resnet32 seed 0: resuming" in stdout and "plain20 seed 0: restarting" in stdout
-    assert (out / "plain32-seed0" / "results.json").stat().st_mtime_ns == stamp
+    assert "resnet56 seed 0: resuming" in stdout and "plain20 seed 0: restarting" in stdout
+    assert (out / "plain56-seed0" / "results.json").stat().st_mtime_ns == stamp
     assert len((plain20 / "steps.jsonl").read_text().splitlines()) == 6  # from step 0 again, not appended
     again = json.loads((out / "results.json").read_text())
     assert [n["net"] for n in again["nets"]] == NETS
     by_net = {n["net"]: n for n in again["nets"]}
     assert by_net["plain20"]["train_error"] == pytest.approx(recomputed_train_error(plain20, TRAIN_LIMIT), abs=1e-9)
-    assert by_net["plain32"] == results["nets"][1]  # from the cached train_error.json and the untouched run
+    assert by_net["plain56"] == results["nets"][1]  # from the cached analysis.json and the untouched run
+    assert again["gradients"]["plain56"] == grads["plain56"]
 
 
 def test_bad_depths_are_refused(tmp_path, capsys):
-    code, _, stderr = run_cli(["degradation", "--depths", "20", "21", "--out", str(tmp_path / "x")], capsys)
+    code, _, stderr = main_cli(["degradation", "--depths", "20", "21", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "--depths" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "x").exists()

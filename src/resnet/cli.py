@@ -216,7 +216,9 @@ def cmd_degradation(args: argparse.Namespace) -> int:
     result = degradation(args.profile, data=args.data, depths=args.depths, seeds=args.seeds, out=args.out,
                          extra=extra)
     out = result["out"]
-    print(f"figure: {out}/degradation.png   tables: {out}/results.md, {out}/results.json")
+    figures = [name for name in ("degradation.png", "responses.png", "gradients.png") if os.path.isfile(f"{out}/{name}")]
+    print(f"figures: {', '.join(f'{out}/{name}' for name in figures)}   tables: {out}/results.md, "
+          f"{out}/results.json")
     return 0
 
 
@@ -225,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import list_datasets
     from .device import PRECISIONS
     from .evaluate import TTA_MODES
+    from .experiments.degradation import PROFILES as DEGRADATION_PROFILES
     from .export import FORMATS
 
     parser = argparse.ArgumentParser(prog="resnet", description=__doc__.splitlines()[0] if __doc__ else None,
@@ -335,14 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("degradation", help="the paper's experiment: plain vs residual nets of growing depth",
-                       description="Train plain-N and ResNet-N for every depth with the same recipe and seeds; "
-                                   "write degradation.png, results.md and results.json. Rerunning skips finished "
-                                   "runs and resumes unfinished ones.")
-    p.add_argument("--profile", default="quick", choices=["quick", "paper"],
-                   help="quick: Fashion-MNIST, ~30 min on 2 CPU cores; paper: the paper's 64k-iteration CIFAR schedule")
+                       description="Train plain-N and ResNet-N for every depth with the same recipe and seeds, then "
+                                   "measure their layer responses (Fig. 7) and gradient flow; write degradation.png, "
+                                   "responses.png, gradients.png, results.md and results.json. Prints its planned "
+                                   "time first; rerunning skips finished runs and resumes unfinished ones.")
+    p.add_argument("--profile", default="default", choices=list(DEGRADATION_PROFILES),
+                   help="default: Fashion-MNIST, depths 20/32/44/56 x 3 seeds; quick: depths 20 and 56, one seed; "
+                        "paper: the paper's 64k-iteration CIFAR-10 schedule (needs CIFAR-10)")
     p.add_argument("--data", help="data set (default: the profile's)")
     p.add_argument("--depths", type=int, nargs="+", metavar="N", help="depths from 20 32 44 56 110")
-    p.add_argument("--seeds", type=int, default=1, help="runs per net (mean ± std)")
+    p.add_argument("--seeds", type=int, help="runs per net, mean ± std (default: the profile's)")
     p.add_argument("--out", help="study directory (default: runs/degradation-<profile>-<data>)")
     p.add_argument("--iterations", type=int, help="override the profile's training length")
     p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")

@@ -96,6 +96,7 @@ class Config:
     log_every: int = 50  # steps between training-error records in steps.jsonl
     checkpoint_every: int = 0  # steps between checkpoints, besides every epoch end (0 = epoch ends only)
     keep_checkpoints: int = 2  # step checkpoints kept besides last.pt and best.pt
+    snapshot_epochs: list[int] = field(default_factory=list)  # keep the weights at these epoch ends for good (snapshots/epoch-N.safetensors; 0 = the initial weights)
     test_tta: TTAMode = "none"  # test-time augmentation of the final test (and the default of `resnet eval`)
     init_from: str | None = None  # start from these weights (.safetensors, checkpoint .pt, or a run directory)
     reset_head: bool = False  # with init_from: keep a fresh classifier (fine-tuning on another label set)
@@ -303,6 +304,8 @@ def validate(cfg: Config) -> Config:
     _check(cfg.eval_every >= 1 and cfg.log_every >= 1, "eval_every and log_every must be at least 1")
     _check(cfg.checkpoint_every >= 0 and cfg.keep_checkpoints >= 0, "checkpoint_every and keep_checkpoints must "
                                                                     "be >= 0")
+    _check(all(isinstance(e, int) and e >= 0 for e in cfg.snapshot_epochs),
+           f"snapshot_epochs must be epoch numbers >= 0 (0 = the initial weights), got {cfg.snapshot_epochs}")
     _check(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
     f = cfg.finetune
     _check(f.freeze_stages >= -1, f"finetune.freeze_stages must be -1 (the whole backbone), 0 (none) or a number of "

@@ -1,5 +1,6 @@
-"""Figures: training curves of a run, the confusion matrix of an evaluation and the degradation study's Figure 6
-(matplotlib, no display needed). Every function takes plain data (lists, arrays), never a run directory."""
+"""Figures: training curves of a run, the confusion matrix of an evaluation, and the degradation study's Figures 6
+and 7 and its gradient flow (matplotlib, no display needed). Every function takes plain data (lists, arrays), never
+a run directory."""
 
 from __future__ import annotations
 
@@ -63,13 +64,18 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
     plt.close(fig)
 
 
+def _depth_colours(depths) -> dict[int, tuple]:
+    return dict(zip(sorted(set(depths)), plt.get_cmap("tab10").colors))
+
+
 def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = "") -> None:
     """Figure 6 of the paper: plain nets left, residual nets right; thin = training error, bold = test error.
 
     ``curves_by_net`` maps a net name to a dict of plain data: ``kind`` ("plain" or "resnet"), ``depth``, ``steps``
-    and ``train_error`` (the running training error %), ``test_steps`` and ``test_error`` (%); one colour per depth."""
-    depths = sorted({c["depth"] for c in curves_by_net.values()})
-    colours = dict(zip(depths, plt.get_cmap("tab10").colors))
+    and ``train_error`` (the running training error %), ``test_steps`` and ``test_error`` (%), each the mean over
+    seeds; optional ``train_low``/``train_high`` and ``test_low``/``test_high`` (the seeds' range) are drawn as a
+    shaded band. One colour per depth."""
+    colours = _depth_colours(c["depth"] for c in curves_by_net.values())
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, kind in zip(axes, ("plain", "resnet")):
         name = "plain" if kind == "plain" else "ResNet"
@@ -77,8 +83,12 @@ def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = ""
             colour = colours[c["depth"]]
             if c["steps"]:
                 ax.plot(c["steps"], c["train_error"], "-", color=colour, lw=0.8, alpha=0.8)
+                if c.get("train_low"):
+                    ax.fill_between(c["steps"], c["train_low"], c["train_high"], color=colour, alpha=0.12, lw=0)
             if c["test_steps"]:
                 ax.plot(c["test_steps"], c["test_error"], "o-", color=colour, lw=2.2, label=f"{name}-{c['depth']}")
+                if c.get("test_low"):
+                    ax.fill_between(c["test_steps"], c["test_low"], c["test_high"], color=colour, alpha=0.2, lw=0)
         ax.set_title(f"{'plain' if kind == 'plain' else 'residual'} networks")
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)
@@ -87,6 +97,54 @@ def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = ""
     axes[0].set_ylabel("error (%)")
     top = max(ax.get_ylim()[1] for ax in axes)
     axes[0].set_ylim(0, min(top, 60))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def _net_style(net: dict) -> dict:
+    """Plain nets dashed, residual nets solid, one colour per depth (as the paper's Figure 7)."""
+    return {"ls": "--" if net["kind"] == "plain" else "-",
+            "label": f"{'plain' if net['kind'] == 'plain' else 'ResNet'}-{net['depth']}"}
+
+
+def plot_responses(nets: dict[str, dict], path: Path, title: str = "") -> None:
+    """Figure 7 of the paper: the std of each 3x3 layer's response, in layer order (top) and sorted by magnitude
+    (bottom). ``nets`` maps a net name to ``kind``, ``depth`` and ``std`` (one value per layer)."""
+    colours = _depth_colours(n["depth"] for n in nets.values())
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7))
+    ordered = sorted(nets.values(), key=lambda n: (n["kind"] != "plain", n["depth"]))
+    for ax, sort in zip(axes, (False, True)):
+        for net in ordered:
+            std = sorted(net["std"], reverse=True) if sort else net["std"]
+            ax.plot(range(1, len(std) + 1), std, color=colours[net["depth"]], lw=1.4, **_net_style(net))
+        ax.set_xlabel("layer index (sorted by magnitude)" if sort else "layer index (original)")
+        ax.set_ylabel("std")
+        ax.grid(alpha=0.3)
+    axes[0].legend(ncol=2, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def plot_gradients(nets: dict[str, dict], path: Path, title: str = "") -> None:
+    """Gradient flow: the gradient norm of each 3x3 layer's weights (log scale) at initialisation (left) and after
+    the first epoch (right). ``nets`` maps a net name to ``kind``, ``depth``, ``init`` and ``epoch1`` (per layer)."""
+    colours = _depth_colours(n["depth"] for n in nets.values())
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, (key, label) in zip(axes, (("init", "at initialisation"), ("epoch1", "after the first epoch"))):
+        for net in sorted(nets.values(), key=lambda n: (n["kind"] != "plain", n["depth"])):
+            ax.plot(range(1, len(net[key]) + 1), net[key], color=colours[net["depth"]], lw=1.4, **_net_style(net))
+        ax.set_yscale("log")
+        ax.set_title(label)
+        ax.set_xlabel("3x3 layer (input side first)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("|dL/dW|")
+    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

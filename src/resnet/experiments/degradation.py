@@ -1,34 +1,43 @@
-"""The paper's central experiment (Figures 1 and 6): plain nets get worse as they get deeper (degradation),
-while the same depths with identity shortcuts do not.
+"""The paper's central experiment (Figures 1, 6 and 7): plain nets get worse as they get deeper (degradation),
+while the same depths with identity shortcuts get better, and their layers respond more weakly.
 
 For every depth, the plain net and its residual twin (shortcut A, identical parameters) train with the same recipe
 and seeds. Each (net, seed) is a cell: its own run directory, trained by ``resnet train`` with the profile's recipe
 and only the net, seed and directory set, so one cell reruns alone with e.g.
-``resnet train --config degradation-quick-fashion-mnist --model plain56 --seed 0``. A rerun of the study skips
-finished cells and resumes unfinished ones. The study writes ``degradation.png`` (Figure 6 style), ``results.md`` and
-``results.json`` with mean ± std over seeds and the two verdicts computed from the numbers (:func:`verdicts`).
+``resnet train --config degradation-fashion-mnist --model plain56 --seed 0``. A rerun of the study skips finished
+cells and resumes unfinished ones. Each finished cell is then analysed once (cached in its ``analysis.json``): its
+training error, its layer responses on the test set (Figure 7) and, at the gradient depths, the gradient norms of
+its 3x3 layers at initialisation and after the first epoch. The study writes ``degradation.png``,
+``responses.png``, ``gradients.png``, ``results.md`` and ``results.json``, with the verdicts of
+:mod:`.verdicts` computed from its own numbers.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
-from ..config import Config, config_from_dict, load_config, read_recipe
+from ..config import Config, config_from_dict, load_config, read_recipe, to_dict
 from ..data import PER_DATASET_FIELDS, MemoryLoader, is_memory, open_split
 from ..errors import UserError
 from ..io import write_json, write_text
 from ..runs import latest_valid_checkpoint
 from ..table import format_table
 from ..train.log import format_duration, read_jsonl
+from .verdicts import net_table, response_verdicts, verdict_lines, verdicts
 
 PAPER_DEPTHS = (20, 32, 44, 56, 110)  # the depths of the paper's plain/residual CIFAR pairs
+GRADIENT_DEPTHS = (56, 110)  # depths whose gradient flow is measured (the paper's deep pair, and 110 when trained)
 TRAIN_ERROR_IMAGES = 10_000  # the training error is measured on the first this many training images
+GRADIENT_BATCHES = 8  # real training batches (of the recipe's batch size) the gradient norms are averaged over
+SNAPSHOT_EPOCHS = [0, 1]  # weights kept for the gradient analysis: at initialisation and after the first epoch
+ANALYSIS_VERSION = 1  # bump when what analysis.json holds changes, so cached analyses are redone
 
 
 @dataclass(frozen=True)
@@ -39,24 +48,28 @@ class Profile:
     recipe: str  # recipe of every cell; ``{depth}`` in it is replaced by the cell's depth
     data: str
     depths: tuple[int, ...]
+    seeds: int
     note: str = ""
-    # What the study records (log / evaluation / checkpoint cadence) on top of recipes that are not the study's
-    # own; never a training setting, which would belong in a recipe.
+    # What the study records (log / evaluation / checkpoint cadence, snapshots) on top of recipes that are not the
+    # study's own; never a training setting, which would belong in a recipe.
     overrides: dict = field(default_factory=dict)
 
 
+_FASHION_NOTE = ("Fashion-MNIST (first 30k training images), 700 iterations of batch 128, SGD lr 0.1 with 100 linear "
+                 "warm-up iterations then cosine decay, pad-4 crop + flip")
 PROFILES = {
-    # configs/degradation-quick-fashion-mnist.yaml says why each setting is what it is.
-    "quick": Profile(
-        recipe="degradation-quick-fashion-mnist", data="fashion-mnist", depths=(20, 56),
-        note="Fashion-MNIST (first 30k training images), 800 iterations of batch 128, SGD lr 0.1 with 200 linear "
-             "warm-up iterations then cosine decay, pad-4 crop + flip"),
+    # configs/degradation-fashion-mnist.yaml says why each setting is what it is.
+    "default": Profile(recipe="degradation-fashion-mnist", data="fashion-mnist", depths=(20, 32, 44, 56), seeds=3,
+                       note=_FASHION_NOTE),
+    "quick": Profile(recipe="degradation-fashion-mnist", data="fashion-mnist", depths=(20, 56), seeds=1,
+                     note=_FASHION_NOTE),
     # The paper's CIFAR-10 recipes (Sec. 4.2) as shipped: 64k iterations, /10 at 32k and 48k; the depth-110 recipe
     # carries the paper's warm-up, which plain-110 and ResNet-110 both get. The study records curves more often.
     "paper": Profile(
-        recipe="cifar10-resnet{depth}-paper", data="cifar10", depths=PAPER_DEPTHS,
+        recipe="cifar10-resnet{depth}-paper", data="cifar10", depths=(20, 32, 44, 56), seeds=1,
         note="CIFAR-10, the paper's schedule: 64k iterations, lr 0.1 /10 at 32k and 48k, batch 128",
-        overrides={"log_every": 100, "eval_every": 1, "checkpoint_every": 2000, "test_tta": "none"}),
+        overrides={"log_every": 100, "eval_every": 1, "checkpoint_every": 2000, "test_tta": "none",
+                   "snapshot_epochs": SNAPSHOT_EPOCHS}),
 }
 
 
@@ -78,8 +91,8 @@ def cell_overrides(profile: Profile, recipe: str, kind: str, depth: int, seed: i
     """The dotted overrides of one cell on top of its recipe: the net, seed, run directory and data set, after the
     profile's recording cadence and the command line's ``extra`` settings."""
     overrides = {**profile.overrides, **(extra or {})}
-    # On another data set the recipe's data-size fields (the quick profile's 30k-image subset) still hold: they are
-    # part of the study's design, and its note names them.
+    # On another data set the recipe's data-size fields (the training subset) still hold: they are part of the
+    # study's design, and its note names them.
     recipe_data = read_recipe(recipe).get("data") or {}
     for key in PER_DATASET_FIELDS:
         if key in recipe_data:
@@ -88,14 +101,15 @@ def cell_overrides(profile: Profile, recipe: str, kind: str, depth: int, seed: i
             "data.name": data or profile.data}
 
 
-def plan(profile: str, out: Path, data: str | None = None, depths: list[int] | None = None, seeds: int = 1,
-         extra: dict | None = None) -> list[RunSpec]:
+def plan(profile: str, out: Path, data: str | None = None, depths: list[int] | None = None,
+         seeds: int | None = None, extra: dict | None = None) -> list[RunSpec]:
     """Every (net, seed) run of the study, with its resolved config (validated before anything runs)."""
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    p = PROFILES[profile]
+    seeds = p.seeds if seeds is None else seeds
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
-    p = PROFILES[profile]
     depths = sorted(set(depths or p.depths))
     bad = [d for d in depths if d not in PAPER_DEPTHS]
     if bad or len(depths) < 2:
@@ -109,36 +123,75 @@ def plan(profile: str, out: Path, data: str | None = None, depths: list[int] | N
                 run_dir = out / f"{kind}{depth}-seed{seed}"
                 overrides = cell_overrides(p, recipe, kind, depth, seed, run_dir, data, extra)
                 specs.append(RunSpec(kind, depth, seed, run_dir, load_config(recipe, overrides)))
+    for spec in specs:
+        if not is_memory(spec.cfg.data.name):
+            raise UserError(f"the degradation study reads in-memory data sets (fashion-mnist, mnist, cifar10, "
+                            f"cifar100), not {spec.cfg.data.name}")
     return specs
 
 
-def train_set_error(run_dir: Path, limit: int = TRAIN_ERROR_IMAGES) -> tuple[float, int]:
-    """(error %, images) of the final model on the first ``limit`` images it trained on, in eval mode, without
-    augmentation and at the run's precision: how well the net *fits* its data, the quantity degradation is about.
-    Cached in the run directory (``train_error.json``)."""
-    cache = run_dir / "train_error.json"
+# ------------------------------------------------------------------------------------------------ one cell's analysis
+
+
+def _loader(cfg: Config, card, device, split: str, limit: int | None, batch_size: int) -> MemoryLoader:
+    """Unaugmented, normalised batches of the first ``limit`` images of ``split``, in file order."""
+    data = open_split(cfg.data.name, split, cfg.data.root, limit=limit)
+    return MemoryLoader(data, batch_size, device=device, mean=card.mean, std=card.std, train=False)
+
+
+def analyse_cell(run_dir: Path, gradients: bool) -> dict:
+    """A finished cell's numbers beyond its results.json, cached in ``analysis.json``:
+
+    - ``train_error``: error % of the final model on the first :data:`TRAIN_ERROR_IMAGES` images it trained on, in
+      eval mode, without augmentation, at the run's precision: how well the net *fits* its data;
+    - ``responses``: Figure 7, the std of each 3x3 layer's response over the test set (:mod:`.responses`);
+    - with ``gradients``: the gradient norm of each 3x3 layer at initialisation and after the first epoch, on
+      :data:`GRADIENT_BATCHES` real training batches (:mod:`.gradients`), from the run's snapshots."""
+    cache = run_dir / "analysis.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
-        return cached["train_error"], cached["images"]
+        if cached.get("version") == ANALYSIS_VERSION and (cached.get("gradients") is not None or not gradients):
+            return cached
     import torch
 
     from ..device import resolve_device, resolve_precision
     from ..evaluate import evaluate
-    from ..modelcard import load_model_and_card
+    from ..io import load_safetensors
+    from ..modelcard import load_into, load_model_and_card
+    from .gradients import conv_grad_norms, first_last_ratio
+    from .responses import layer_response_std, layers_3x3
 
     cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    if not is_memory(cfg.data.name):
-        raise UserError(f"the degradation study measures the training error on in-memory data sets, not "
-                        f"{cfg.data.name}")
-    device = resolve_device()
+    device = resolve_device(cfg.device)
     model, card = load_model_and_card(run_dir, device)
-    data = open_split(cfg.data.name, "train", cfg.data.root, limit=min(limit, cfg.data.train_limit or limit))
-    loader = MemoryLoader(data, 500, device=device, mean=card.mean, std=card.std, train=False)
-    result = evaluate(model.to(memory_format=torch.channels_last), loader.epoch(0), device=device,
+    limit = min(TRAIN_ERROR_IMAGES, cfg.data.train_limit or TRAIN_ERROR_IMAGES)
+    train = _loader(cfg, card, device, "train", limit, 500)
+    result = evaluate(model.to(memory_format=torch.channels_last), train.epoch(0), device=device,
                       precision=resolve_precision(cfg.precision, device), num_classes=len(card.classes))
-    error = 100.0 - result.top1
-    write_json(cache, {"train_error": error, "images": result.count})
-    return error, result.count
+    test = _loader(cfg, card, device, "test", cfg.data.test_limit, 500)
+    layers = layers_3x3(model)
+    analysis = {"version": ANALYSIS_VERSION, "train_error": 100.0 - result.top1, "train_error_images": result.count,
+                "layers": [bn for _, bn in layers],
+                "responses": layer_response_std(model, (images for images, _ in test.epoch(0))),
+                "response_images": test.size, "gradients": None}
+    if gradients:
+        batches = list(_loader(cfg, card, device, "train", GRADIENT_BATCHES * cfg.batch_size, cfg.batch_size)
+                       .epoch(0))
+        norms = {}
+        for epoch in SNAPSHOT_EPOCHS:
+            snapshot = run_dir / "snapshots" / f"epoch-{epoch}.safetensors"
+            if not snapshot.is_file():
+                raise UserError(f"{snapshot} is missing, so the gradient flow cannot be measured; train the cell "
+                                f"again with snapshot_epochs: {SNAPSHOT_EPOCHS} (delete {run_dir})")
+            load_into(model, load_safetensors(snapshot), str(snapshot))
+            norms[f"epoch{epoch}"] = conv_grad_norms(model, batches)
+        convs = [conv for conv, _ in layers]
+        analysis["gradients"] = {"convs": convs, "images": sum(len(labels) for _, labels in batches),
+                                 "init": norms["epoch0"], "epoch1": norms["epoch1"],
+                                 "ratio_init": first_last_ratio(norms["epoch0"], convs, model.stage_names),
+                                 "ratio_epoch1": first_last_ratio(norms["epoch1"], convs, model.stage_names)}
+    write_json(cache, analysis)
+    return analysis
 
 
 def _print(*args) -> None:
@@ -146,7 +199,8 @@ def _print(*args) -> None:
 
 
 def run_study(specs: list[RunSpec], log: Callable = _print) -> list[dict]:
-    """Train every run that is not finished (resuming interrupted ones) and return one summary per run."""
+    """Train every run that is not finished (resuming interrupted ones), analyse it, and return one summary per
+    run."""
     from ..train.trainer import train
 
     summaries = []
@@ -162,12 +216,15 @@ def run_study(specs: list[RunSpec], log: Callable = _print) -> list[dict]:
                 f"({spec.cfg.iterations or spec.cfg.epochs} {'iterations' if spec.cfg.iterations else 'epochs'})")
             train(spec.cfg, resume="auto" if started else None, log=lambda *a, **k: None)
         results = json.loads(results_path.read_text())
-        train_error, images = train_set_error(spec.run_dir)
+        analysis = analyse_cell(spec.run_dir, gradients=spec.depth in GRADIENT_DEPTHS)
         summaries.append({"net": spec.name, "kind": spec.kind, "depth": spec.depth, "seed": spec.seed,
                           "run_dir": str(spec.run_dir), "test_error": results["test_error"],
-                          "train_error": train_error, "train_error_images": images,
-                          "minutes": results["train_minutes"]})
-        log(f"    train error {train_error:.2f}%  test error {results['test_error']:.2f}%  "
+                          "train_error": analysis["train_error"], "train_error_images": analysis["train_error_images"],
+                          "minutes": results["train_minutes"], "precision": results["precision"],
+                          "device": results["device"], "layers": analysis["layers"],
+                          "responses": analysis["responses"], "response_images": analysis["response_images"],
+                          "gradients": analysis["gradients"]})
+        log(f"    train error {analysis['train_error']:.2f}%  test error {results['test_error']:.2f}%  "
             f"({format_duration(results['train_minutes'] * 60)})")
     return summaries
 
@@ -175,48 +232,52 @@ def run_study(specs: list[RunSpec], log: Callable = _print) -> list[dict]:
 # -------------------------------------------------------------------------------------------- numbers and verdicts
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def _pointwise_mean(runs: list[list[float]]) -> list[float]:
+    return [statistics.fmean(values) for values in zip(*runs)]
 
 
-def net_table(summaries: list[dict]) -> list[dict]:
-    """One row per net: mean ± std of the training and test error over its seeds; plain nets first, by depth."""
+def net_responses(summaries: list[dict]) -> dict[str, dict]:
+    """Net -> its layer response stds averaged over seeds, and their mean over layers (Figure 7's numbers)."""
     nets: dict[str, dict] = {}
     for s in summaries:
-        net = nets.setdefault(s["net"], {"net": s["net"], "kind": s["kind"], "depth": s["depth"], "runs": []})
-        net["runs"].append(s)
+        nets.setdefault(s["net"], {"kind": s["kind"], "depth": s["depth"], "runs": []})["runs"].append(s["responses"])
     for net in nets.values():
-        for key in ("train_error", "test_error"):
-            net[key], net[f"{key}_std"] = mean_std([r[key] for r in net["runs"]])
-        net["seeds"] = len(net["runs"])
-        del net["runs"]
-    return sorted(nets.values(), key=lambda n: (n["kind"] != "plain", n["depth"]))
+        net["std"] = _pointwise_mean(net.pop("runs"))
+        net["mean_std"] = statistics.fmean(net["std"])
+    return nets
 
 
-def verdicts(table: list[dict]) -> dict:
-    """The two findings, from the mean training errors of the shallowest and the deepest net of each kind: the
-    deeper plain net trains worse (strictly higher error) and the deeper residual net trains better (strictly lower).
-    A tie answers "no" to both."""
+def net_gradients(summaries: list[dict]) -> dict[str, dict]:
+    """Net -> its per-layer gradient norms at initialisation and after the first epoch, averaged over seeds, and
+    the first-stage / last-stage ratio of those means."""
+    from .gradients import first_last_ratio
 
-    def verdict(kind: str, deeper_is_worse: bool) -> dict:
-        rows = sorted((n for n in table if n["kind"] == kind), key=lambda n: n["depth"])
-        if len(rows) < 2:
-            raise ValueError(f"a verdict needs two depths of {kind} nets, got {len(rows)}")
-        shallow, deep = rows[0], rows[-1]
-        holds = (deep["train_error"] > shallow["train_error"] if deeper_is_worse
-                 else deep["train_error"] < shallow["train_error"])
-        return {"answer": "yes" if holds else "no", "shallow": shallow["net"], "deep": deep["net"],
-                "shallow_train_error": shallow["train_error"], "deep_train_error": deep["train_error"]}
-
-    return {"deeper_plain_trains_worse": verdict("plain", True),
-            "deeper_residual_trains_better": verdict("resnet", False)}
+    nets: dict[str, dict] = {}
+    for s in summaries:
+        if s["gradients"] is not None:
+            nets.setdefault(s["net"], {"kind": s["kind"], "depth": s["depth"], "runs": []})["runs"].append(
+                s["gradients"])
+    for net in nets.values():
+        runs = net.pop("runs")
+        convs = runs[0]["convs"]
+        stages = sorted({c.split(".", 1)[0] for c in convs if c.startswith("layer")}, key=lambda s: int(s[5:]))
+        for key in ("init", "epoch1"):
+            net[key] = _pointwise_mean([r[key] for r in runs])
+            net[f"ratio_{key}"] = first_last_ratio(net[key], convs, stages)
+        net["seeds"] = len(runs)
+    return nets
 
 
 def aggregate(summaries: list[dict]) -> dict:
-    """Mean ± std per net over seeds, and the verdicts computed from them."""
+    """Mean ± std per net over seeds and the Figure 6 verdicts; Figure 7's responses and their verdicts; the
+    gradient-flow table."""
     table = net_table(summaries)
-    return {"nets": table, **verdicts(table)}
+    out = {"nets": table, "verdicts": verdicts(table)}
+    if all(s.get("responses") for s in summaries):
+        responses = net_responses(summaries)
+        out.update(responses=responses, response_verdicts=response_verdicts(responses))
+    out["gradients"] = net_gradients(summaries) if any(s.get("gradients") for s in summaries) else {}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- figure and tables
@@ -231,13 +292,9 @@ def curves(run_dir: Path) -> dict:
             "test_steps": [r["step"] for r in evals], "test_error": [100.0 - r["val_top1"] for r in evals]}
 
 
-def _mean_curve(runs: list[list[float]]) -> list[float]:
-    """Point-wise mean over seeds, as long as the shortest run."""
-    return [statistics.fmean(points) for points in zip(*runs)]
-
-
 def mean_curves(specs: list[RunSpec]) -> dict[str, dict]:
-    """Net name -> its kind, depth and curves averaged over seeds (plain data for :func:`plots.plot_degradation`)."""
+    """Net name -> its kind, depth and curves averaged over seeds, with the seeds' range (low/high) where there is
+    more than one (plain data for :func:`plots.plot_degradation`)."""
     by_net: dict[str, dict] = {}
     for spec in specs:
         by_net.setdefault(spec.name, {"kind": spec.kind, "depth": spec.depth, "runs": []})["runs"].append(
@@ -245,10 +302,15 @@ def mean_curves(specs: list[RunSpec]) -> dict[str, dict]:
     out = {}
     for name, net in by_net.items():
         runs = net.pop("runs")
-        train = _mean_curve([r["train_error"] for r in runs])
-        test = _mean_curve([r["test_error"] for r in runs])
-        out[name] = {**net, "steps": runs[0]["steps"][:len(train)], "train_error": train,
-                     "test_steps": runs[0]["test_steps"][:len(test)], "test_error": test}
+        entry = dict(net)
+        for key, x in (("train_error", "steps"), ("test_error", "test_steps")):
+            points = list(zip(*(r[key] for r in runs)))  # as long as the shortest run
+            entry[key] = [statistics.fmean(p) for p in points]
+            entry[x] = runs[0][x][:len(points)]
+            if len(runs) > 1:
+                prefix = key.split("_")[0]
+                entry[f"{prefix}_low"], entry[f"{prefix}_high"] = [min(p) for p in points], [max(p) for p in points]
+        out[name] = entry
     return out
 
 
@@ -262,41 +324,98 @@ def results_table(summary: dict) -> str:
     return format_table(TABLE_HEADERS, rows, align="lrrr")
 
 
-def write_results(out: Path, summary: dict, meta: dict) -> None:
-    p, r = summary["deeper_plain_trains_worse"], summary["deeper_residual_trains_better"]
-    text = "\n".join([
+def seeds_table(summaries: list[dict]) -> str:
+    """Every cell's own numbers: the table behind the means."""
+    rows = [[s["net"], s["seed"], f"{s['train_error']:.2f}", f"{s['test_error']:.2f}", f"{s['minutes']:.1f}"]
+            for s in sorted(summaries, key=lambda s: (s["kind"] != "plain", s["depth"], s["seed"]))]
+    return format_table(("net", "seed", "training error %", "test error %", "minutes"), rows, align="lrrrr")
+
+
+def responses_table(responses: dict[str, dict]) -> str:
+    rows = [[name, len(r["std"]), f"{r['mean_std']:.3f}", f"{max(r['std']):.3f}", f"{min(r['std']):.3f}"]
+            for name, r in sorted(responses.items(), key=lambda kv: (kv[1]["kind"] != "plain", kv[1]["depth"]))]
+    return format_table(("net", "3x3 layers", "mean std", "largest", "smallest"), rows, align="lrrrr")
+
+
+def gradients_table(gradients: dict[str, dict]) -> str:
+    rows = []
+    for name, g in sorted(gradients.items(), key=lambda kv: (kv[1]["depth"], kv[1]["kind"] != "plain")):
+        for key, moment in (("init", "initialisation"), ("epoch1", "after epoch 1")):
+            r = g[f"ratio_{key}"]
+            rows.append([name, moment, f"{r['first_stage']:.4f}", f"{r['last_stage']:.4f}", f"{r['ratio']:.2f}"])
+    return format_table(("net", "weights", "first stage", "last stage", "first / last"), rows, align="llrrr")
+
+
+def write_results(out: Path, summaries: list[dict], summary: dict, meta: dict) -> None:
+    lines = [
         f"# Degradation study ({meta['profile']} profile, {meta['data']})", "",
-        meta["note"] + f"; seeds: {meta['seeds']}; total training time {meta['minutes']:.1f} min.", "",
-        f"Training error: the final model on the first {meta['train_error_images']:,} training images, eval mode, "
-        "no augmentation. Test error: the final model on the official test set. Mean ± std over seeds.", "",
-        results_table(summary), "",
-        f"- Deeper plain net trains worse: **{p['answer']}** ({p['deep']} {p['deep_train_error']:.2f}% vs "
-        f"{p['shallow']} {p['shallow_train_error']:.2f}% training error)",
-        f"- Deeper residual net trains better: **{r['answer']}** ({r['deep']} {r['deep_train_error']:.2f}% vs "
-        f"{r['shallow']} {r['shallow_train_error']:.2f}% training error)", ""])
-    write_text(out / "results.md", text)
-    write_json(out / "results.json", {**meta, **summary})
+        f"{meta['note']}; {meta['seeds']} seed(s) per net. Machine: {meta['machine']}, {meta['precision']}. "
+        f"Training time {meta['minutes']:.1f} min summed over the cells; this invocation took "
+        f"{meta['wall_minutes']:.1f} min.", "",
+        "## Figure 6: training and test error", "",
+        f"Training error: the final model on the first {meta['train_error_images']:,} training images (the images it "
+        "trained on), eval mode, no augmentation. Test error: the final model on the official test set. Mean ± std "
+        "over seeds; in the figure, the band is the seeds' range.", "",
+        results_table(summary), "", *verdict_lines(summary["verdicts"]), "",
+        "![Figure 6](degradation.png)", ""]
+    if "responses" in summary:
+        lines += [
+            "## Figure 7: layer responses", "",
+            f"The std of each 3x3 layer's output after BN (before the addition and ReLU), per channel over the "
+            f"{meta['response_images']:,} test images and averaged over channels; mean over seeds.", "",
+            responses_table(summary["responses"]), "", *verdict_lines(summary["response_verdicts"]), "",
+            "![Figure 7](responses.png)", ""]
+    if summary["gradients"]:
+        images = next(s["gradients"]["images"] for s in summaries if s["gradients"])
+        lines += [
+            "## Gradient flow", "",
+            f"The L2 norm of the loss gradient with respect to each 3x3 conv's weights, averaged over {images:,} real "
+            "training images in batches of the recipe's size (train mode, fp32), at initialisation and after the "
+            "first epoch; mean over seeds. First / last: the first stage's mean norm over the last stage's.", "",
+            gradients_table(summary["gradients"]), "", "![gradient flow](gradients.png)", ""]
+    lines += ["## Every run", "", seeds_table(summaries), ""]
+    write_text(out / "results.md", "\n".join(lines))
+    write_json(out / "results.json", {**meta, **summary, "runs": summaries})
 
 
-def degradation(profile: str = "quick", data: str | None = None, depths: list[int] | None = None, seeds: int = 1,
-                out: str | Path | None = None, extra: dict | None = None, log: Callable = _print) -> dict:
-    """Run (or continue) the whole study and write the figure and tables into ``out``; returns results.json."""
-    from ..plots import plot_degradation
+def degradation(profile: str = "default", data: str | None = None, depths: list[int] | None = None,
+                seeds: int | None = None, out: str | Path | None = None, extra: dict | None = None,
+                log: Callable = _print) -> dict:
+    """Run (or continue) the whole study and write the figures and tables into ``out``; returns results.json."""
+    from ..device import cpu_summary
+    from ..plots import plot_degradation, plot_gradients, plot_responses
+    from .planning import describe_plan
 
+    started = time.perf_counter()
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     out = Path(out or f"runs/degradation-{profile}-{data or PROFILES[profile].data}")
     specs = plan(profile, out, data, depths, seeds, extra)
+    log(describe_plan(specs))
     out.mkdir(parents=True, exist_ok=True)
     summaries = run_study(specs, log)
     summary = aggregate(summaries)
+    cell = to_dict(specs[0].cfg)
+    for key in ("seed", "out"):
+        cell.pop(key, None)
+    cell["model"].pop("name", None)
+    devices = sorted({s["device"] for s in summaries})
     meta = {"profile": profile, "recipes": sorted({s.cfg.recipe for s in specs}), "out": str(out),
-            "data": specs[0].cfg.data.name, "depths": sorted({s.depth for s in specs}), "seeds": seeds,
-            "note": PROFILES[profile].note, "minutes": sum(s["minutes"] for s in summaries),
-            "iterations": specs[0].cfg.iterations,
-            "train_error_images": min(s["train_error_images"] for s in summaries)}
+            "data": specs[0].cfg.data.name, "depths": sorted({s.depth for s in specs}),
+            "seeds": len({s.seed for s in specs}), "note": PROFILES[profile].note,
+            "machine": cpu_summary() if devices == ["cpu"] else ", ".join(devices),
+            "precision": ", ".join(sorted({s["precision"] for s in summaries})),
+            "minutes": sum(s["minutes"] for s in summaries), "iterations": specs[0].cfg.iterations,
+            "train_error_images": min(s["train_error_images"] for s in summaries),
+            "response_images": min(s["response_images"] for s in summaries), "config": cell}
     plot_degradation(mean_curves(specs), out / "degradation.png",
                      f"Degradation on {meta['data']}: plain vs residual nets")
-    write_results(out, summary, meta)
+    if "responses" in summary:
+        plot_responses(summary["responses"], out / "responses.png",
+                       f"Layer responses on {meta['data']} (paper Fig. 7)")
+    if summary["gradients"]:
+        plot_gradients(summary["gradients"], out / "gradients.png", f"Gradient flow on {meta['data']}")
+    meta["wall_minutes"] = (time.perf_counter() - started) / 60
+    write_results(out, summaries, summary, meta)
     log((out / "results.md").read_text())
     return {**meta, **summary}

@@ -22,7 +22,7 @@ from ..data import build_data
 from ..device import resolve_device, resolve_precision
 from ..errors import TrainingStopped, UserError
 from ..evaluate import EvalResult, evaluate
-from ..io import load_checkpoint, write_json
+from ..io import load_checkpoint, save_safetensors, write_json
 from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
@@ -178,6 +178,15 @@ class Trainer:
         dist.barrier()
         return path
 
+    def _snapshot(self, epoch: int) -> None:
+        """Keep the training weights at the end of ``epoch`` (0: before the first step) as
+        ``snapshots/epoch-N.safetensors`` when the recipe asks for it (``snapshot_epochs``), e.g. for gradient-flow
+        analysis after training; never pruned like step checkpoints."""
+        if epoch in self.cfg.snapshot_epochs and self.env.is_main:
+            save_safetensors(self.model.state_dict(), self.run_dir / "snapshots" / f"epoch-{epoch}.safetensors",
+                             {"epoch": str(epoch), "step": str(self.ctx.step)})
+        dist.barrier()
+
     def _restore(self, ckpt: dict, path: Path) -> None:
         if ckpt.get("global_batch") != self.global_batch:
             old = ckpt.get("global_batch")
@@ -266,6 +275,8 @@ class Trainer:
         self._banner()
         previous = self._install_signal_handlers()
         self._t0 = time.perf_counter()
+        if self.ctx.step == 0:
+            self._snapshot(0)
         try:
             self._train()
         except NonFiniteLoss as exc:
@@ -361,6 +372,7 @@ class Trainer:
         self.partial = [0.0, 0.0, 0] if epoch_done else [loss, errors, count]
         if epoch_done:
             self.epoch, self.step_in_epoch = epoch + 1, 0
+            self._snapshot(epoch + 1)
         path = self.save_checkpoint()
         if self.data.val is not None and record["val_top1"] is not None and path is not None and \
                 (self.best_top1 is None or record["val_top1"] > self.best_top1):

@@ -1,0 +1,103 @@
+"""The degradation study's numbers and the paper's findings tested on them: mean ± std per net over seeds, whether
+training error orders by depth as in Figure 6 (plain: rising, residual: falling) with a margin beyond the seeds'
+spread, and whether layer responses are as small as in Figure 7. Plain functions of plain data, so every verdict
+is tested on known numbers."""
+
+from __future__ import annotations
+
+import statistics
+from itertools import pairwise
+
+YES, NO, NOT_MEASURED = "yes", "no", "n/a"
+KINDS = {"plain": "plain", "resnet": "residual"}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def net_table(summaries: list[dict]) -> list[dict]:
+    """One row per net: mean ± std of the training and test error over its seeds; plain nets first, by depth."""
+    nets: dict[str, dict] = {}
+    for s in summaries:
+        net = nets.setdefault(s["net"], {"net": s["net"], "kind": s["kind"], "depth": s["depth"], "runs": []})
+        net["runs"].append(s)
+    for net in nets.values():
+        for key in ("train_error", "test_error"):
+            net[key], net[f"{key}_std"] = mean_std([r[key] for r in net["runs"]])
+        net["seeds"] = len(net["runs"])
+        del net["runs"]
+    return sorted(nets.values(), key=lambda n: (n["kind"] != "plain", n["depth"]))
+
+
+def _rows(table: list[dict], kind: str) -> list[dict]:
+    rows = sorted((n for n in table if n["kind"] == kind), key=lambda n: n["depth"])
+    if len(rows) < 2:
+        raise ValueError(f"a verdict needs two depths of {kind} nets, got {len(rows)}")
+    return rows
+
+
+def order_verdict(table: list[dict], kind: str, rising: bool) -> dict:
+    """Does the mean training error of ``kind`` nets rise (``rising``) or fall *strictly* from each depth to the
+    next? A tie anywhere answers "no"."""
+    rows = _rows(table, kind)
+    errors = [r["train_error"] for r in rows]
+    holds = all((b > a) if rising else (b < a) for a, b in pairwise(errors))
+    sign = " < " if rising else " > "
+    return {"answer": YES if holds else NO, "nets": [r["net"] for r in rows], "train_errors": errors,
+            "claim": f"{KINDS[kind]} nets train {'worse' if rising else 'better'} as they get deeper "
+                     f"(training error {'rises' if rising else 'falls'} strictly with depth)",
+            "evidence": sign.join(f"{r['net']} {r['train_error']:.2f}" for r in rows)}
+
+
+def margin_verdict(table: list[dict], kind: str, rising: bool) -> dict:
+    """Is the gap between the shallowest and the deepest net, in the expected direction, more than twice the larger
+    of their two standard deviations over seeds? With one seed there is no spread to compare with: "n/a"."""
+    rows = _rows(table, kind)
+    shallow, deep = rows[0], rows[-1]
+    gap = (deep["train_error"] - shallow["train_error"]) * (1 if rising else -1)
+    spread = max(shallow["train_error_std"], deep["train_error_std"])
+    seeds = min(shallow["seeds"], deep["seeds"])
+    answer = NOT_MEASURED if seeds < 2 else (YES if gap > 2 * spread else NO)
+    return {"answer": answer, "shallow": shallow["net"], "deep": deep["net"], "gap": gap, "larger_std": spread,
+            "seeds": seeds,
+            "claim": f"the {shallow['net']} vs {deep['net']} gap exceeds twice the larger standard deviation",
+            "evidence": (f"gap {gap:.2f} points vs 2 x {spread:.2f}" if seeds >= 2
+                         else "one seed: no spread to compare the gap with")}
+
+
+def verdicts(table: list[dict]) -> dict:
+    """Figure 6's findings, in the mean over seeds: plain nets order worse with depth and residual nets better,
+    each with a 20-vs-deepest margin beyond the seed spread."""
+    return {"plain_order": order_verdict(table, "plain", rising=True),
+            "residual_order": order_verdict(table, "resnet", rising=False),
+            "plain_margin": margin_verdict(table, "plain", rising=True),
+            "residual_margin": margin_verdict(table, "resnet", rising=False)}
+
+
+def response_verdicts(responses: dict[str, dict]) -> dict:
+    """Figure 7's two observations from the mean layer response std of each net (``responses`` maps a net name to
+    ``kind``, ``depth`` and ``mean_std``): residual nets respond more weakly than the plain net of the same depth,
+    and deeper residual nets more weakly still (strictly, from each depth to the next)."""
+    by = {(r["kind"], r["depth"]): r["mean_std"] for r in responses.values()}
+    depths = sorted(d for k, d in by if k == "resnet")
+    paired = [d for d in depths if ("plain", d) in by]
+    weaker = [by[("resnet", d)] < by[("plain", d)] for d in paired]
+    residual = [by[("resnet", d)] for d in depths]
+    return {
+        "residual_weaker_than_plain": {
+            "answer": NOT_MEASURED if not paired else (YES if all(weaker) else NO),
+            "claim": "residual nets respond more weakly than plain nets of the same depth (mean layer std)",
+            "evidence": ", ".join(f"{d}: {by[('resnet', d)]:.3f} vs {by[('plain', d)]:.3f}" for d in paired)},
+        "deeper_residual_weaker": {
+            "answer": NOT_MEASURED if len(depths) < 2 else (
+                YES if all(b < a for a, b in pairwise(residual)) else NO),
+            "claim": "deeper residual nets respond more weakly still (mean layer std falls strictly with depth)",
+            "evidence": " > ".join(f"resnet{d} {by[('resnet', d)]:.3f}" for d in depths)},
+    }
+
+
+def verdict_lines(found: dict) -> list[str]:
+    """One Markdown bullet per verdict: the claim, the answer in bold, the numbers it came from."""
+    return [f"- {v['claim'][0].upper()}{v['claim'][1:]}: **{v['answer']}** ({v['evidence']})" for v in found.values()]
