@@ -49,7 +49,7 @@ TRAIN_FLAGS = {  # command-line flag -> config key
     "model": "model.name", "data": "data.name", "data_root": "data.root", "epochs": "epochs",
     "iterations": "iterations", "batch_size": "batch_size", "lr": "optim.lr", "out": "out",
     "train_limit": "data.train_limit", "seed": "seed", "device": "device", "precision": "precision",
-    "pretrained": "pretrained",
+    "pretrained": "pretrained", "budget": "budget",
 }
 
 
@@ -71,6 +71,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     if args.epochs is not None and args.iterations is None:
         overrides["iterations"] = None  # --epochs wins over an iteration-based recipe
+    if (args.epochs is not None or args.iterations is not None) and args.budget is None:
+        overrides["budget"] = None  # --epochs / --iterations win over a budgeted recipe
+    if args.budget is not None:
+        overrides["iterations"] = None  # --budget wins over an iteration-based recipe
     if args.resume:
         if args.config:
             raise UserError("--resume continues a run with its own config.yaml; drop --config")
@@ -254,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding the data set files")
     p.add_argument("--epochs", type=int)
     p.add_argument("--iterations", type=int, help="train for exactly this many steps (overrides --epochs)")
+    p.add_argument("--budget", metavar="DURATION", help="train for as long as fits this wall-clock time, start-up, "
+                   "evaluations and the final test included (e.g. 90s, 10m, 1h30m); the lr schedule ends there")
     p.add_argument("--batch-size", type=int, help="per process; the global batch is this x processes")
     p.add_argument("--lr", type=float, help="peak learning rate at the recipe's batch size (scaled linearly)")
     p.add_argument("--out", help="run directory (default: runs/<recipe>)")

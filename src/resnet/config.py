@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class ModelConfig:
 
 
 OptimizerName = Literal["sgd", "nesterov", "adamw"]  # builders: resnet.train.optim.OPTIMIZERS
-ScheduleName = Literal["step", "cosine", "onecycle", "constant"]  # builders: resnet.train.optim.SCHEDULES
+ScheduleName = Literal["step", "cosine", "linear", "onecycle", "constant"]  # builders: resnet.train.optim.SCHEDULES
 WarmupMode = Literal["linear", "constant"]
 TTAMode = Literal["none", "flip", "10crop"]  # views: resnet.evaluate.tta_views
 
@@ -56,7 +57,7 @@ class ScheduleConfig:
     milestones: list[float] = field(default_factory=list)  # step: epochs at which lr is multiplied by gamma
     milestone_iters: list[int] = field(default_factory=list)  # step: the same in iterations (paper CIFAR recipe)
     gamma: float = 0.1
-    min_lr_factor: float = 0.0  # cosine: final lr as a fraction of the peak
+    min_lr_factor: float = 0.0  # cosine, linear: final lr as a fraction of the peak
     pct_start: float = 0.25  # onecycle: fraction of the run spent rising
     warmup_epochs: float = 0.0  # warm-up in front of any schedule
     warmup_iters: int = 0  # the same in iterations (added to warmup_epochs)
@@ -72,13 +73,45 @@ class FinetuneConfig:
 
 
 @dataclass
+class BudgetPlan:
+    """What a ``budget`` run decided before its first step (written to config.yaml, so a resumed run follows it)."""
+
+    steps: int  # the run's last step (lowered if the machine slowed down on the way)
+    schedule_steps: int  # the length the learning-rate schedule was built for (the first plan's steps)
+    step_seconds: float  # measured seconds per training step
+    eval_seconds: float  # measured seconds per evaluation pass
+    test_seconds: float  # measured seconds of the final test (with its test-time augmentation)
+    startup_seconds: float  # seconds from the start to the plan: data, model, timing
+
+
+_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str | float) -> float:
+    """``90s``, ``10m``, ``1h``, ``1h30m``, ``1.5h`` or a plain number of seconds -> seconds (ValueError if not)."""
+    t = str(text).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        seconds = float(t)
+    else:
+        m = _DURATION.fullmatch(t)
+        if not t or m is None:
+            raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 10m, 1h or 1h30m")
+        seconds = sum(float(m.group(k) or 0) * unit for k, unit in (("h", 3600), ("m", 60), ("s", 1)))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration; write e.g. 90s, 10m, 1h or 1h30m")
+    return seconds
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    epochs: int | None = 30  # ignored when iterations is set
+    epochs: int | None = 30  # ignored when iterations or budget is set
     iterations: int | None = None  # train for exactly this many optimizer steps
+    budget: str | None = None  # train for as long as fits this wall-clock time (10m, 90s, 1h30m), everything included
+    budget_plan: BudgetPlan | None = None  # set by a budget run at its start: the steps it planned, and why
     batch_size: int = 128  # per process; the global batch is batch_size x world size
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of the exponential moving average of weights (0 = off), e.g. 0.999
@@ -269,6 +302,17 @@ def validate(cfg: Config) -> Config:
     check_dataset_name(cfg.data.name)
     _check(cfg.batch_size >= 1, f"batch_size must be at least 1, got {cfg.batch_size}")
     _check(cfg.iterations is not None or cfg.epochs is not None, "set epochs or iterations")
+    if cfg.budget is not None:
+        try:
+            parse_duration(cfg.budget)
+        except ValueError as exc:
+            raise UserError(f"budget {exc}") from None
+        _check(cfg.iterations is None, "set either budget or iterations, not both: a budget decides the iterations")
+        _check(cfg.schedule.name != "step", "a budget run needs a schedule that ends where the budget does: use "
+                                            "schedule cosine, linear, onecycle or constant, not step")
+    _check(cfg.budget_plan is None or (cfg.budget is not None and 1 <= cfg.budget_plan.steps
+                                       <= cfg.budget_plan.schedule_steps),
+           "budget_plan is written by a budget run itself; remove it (or set budget)")
     _check(cfg.epochs is None or cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}")
     _check(cfg.iterations is None or cfg.iterations >= 1, f"iterations must be at least 1, got {cfg.iterations}")
     _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")

@@ -162,3 +162,12 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         else:
             convert_sync_batchnorm(child, device)
     return model
+
+
+def broadcast_floats(values: list[float], device: torch.device) -> list[float]:
+    """Rank 0's ``values`` on every process (one decision, e.g. a budget plan, shared by all)."""
+    if _several_processes():
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.broadcast(t, src=0)
+        return t.tolist()
+    return list(values)

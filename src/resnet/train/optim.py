@@ -82,6 +82,13 @@ def _cosine(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, m
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=base * cfg.min_lr_factor)
 
 
+def _linear(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
+    """Straight down to ``min_lr_factor`` of the peak at the last step: the budget-aware schedule of Li et al. 2020
+    ("Budgeted Training"), which found it the best of the common shapes when the run's length is set by a budget."""
+    floor = cfg.min_lr_factor
+    return lr_scheduler.LambdaLR(optimizer, lambda t: floor + (1 - floor) * (1 - min(t, main_steps) / main_steps))
+
+
 def _onecycle(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int, main_steps: int):
     return lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
                                    total_steps=main_steps + 1, pct_start=cfg.pct_start, cycle_momentum=False)
@@ -91,8 +98,8 @@ def _constant(optimizer, cfg: ScheduleConfig, steps_per_epoch: int, warmup: int,
     return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-SCHEDULES: dict[str, ScheduleBuilder] = {"step": _step, "cosine": _cosine, "onecycle": _onecycle,
-                                         "constant": _constant}
+SCHEDULES: dict[str, ScheduleBuilder] = {"step": _step, "cosine": _cosine, "linear": _linear,
+                                         "onecycle": _onecycle, "constant": _constant}
 
 
 def warmup_steps(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> int:
@@ -115,7 +122,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps
 
 
 def total_steps_for(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
-    """(optimizer steps, epochs) of a run: ``iterations`` when set, else ``epochs`` full epochs."""
+    """(optimizer steps, epochs) of a run: a budget run's plan, else ``iterations`` when set, else ``epochs`` full
+    epochs."""
+    if cfg.budget_plan is not None:
+        return cfg.budget_plan.steps, math.ceil(cfg.budget_plan.steps / steps_per_epoch)
     if cfg.iterations is not None:
         return cfg.iterations, math.ceil(cfg.iterations / steps_per_epoch)
     return cfg.epochs * steps_per_epoch, cfg.epochs

@@ -7,6 +7,8 @@ then the final model is measured on the official test set and its weights, model
 
 from __future__ import annotations
 
+import copy
+import math
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +19,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..config import Config, save_config, to_dict
+from ..config import BudgetPlan, Config, parse_duration, save_config, to_dict
 from ..data import build_data
 from ..device import resolve_device, resolve_precision
 from ..errors import TrainingStopped, UserError
@@ -27,6 +29,7 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
+from .budget import MIN_MEASURED_STEPS, Stretch, plan_budget, shortened, time_evaluation, time_training_steps
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
@@ -48,6 +51,7 @@ class Trainer:
     """Holds the state of one run; :meth:`run` trains it to the end."""
 
     def __init__(self, cfg: Config, resume: str | Path | None = None, log=print):
+        self._init_t0 = time.perf_counter()
         self.cfg = cfg
         self.env = dist.init_distributed(resolve_device(cfg.device))
         self.device = dist.device_for(self.env, resolve_device(cfg.device))
@@ -73,16 +77,23 @@ class Trainer:
             self.model = dist.convert_sync_batchnorm(self.model, self.device)
 
         self.steps_per_epoch = len(self.data.train)
-        self.total_steps, self.epochs = total_steps_for(cfg, self.steps_per_epoch)
         # Fine-tuning: layers frozen for good leave the optimizer; the head warm-up acts step by step in train_step.
         self.finetune = plan_finetuning(self.model, cfg.finetune, self.steps_per_epoch)
         self.global_batch = cfg.batch_size * self.env.world
         self.lr = scaled_lr(cfg, self.env.world)
+        self.budget_seconds = parse_duration(cfg.budget) if cfg.budget is not None else None
+        if self.budget_seconds is not None and cfg.budget_plan is None:
+            cfg.budget_plan = self._plan_budget()  # a fresh budget run; a resumed one follows its saved plan
+        self.total_steps, self.epochs = total_steps_for(cfg, self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
-        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
+        if cfg.budget_plan is not None:  # built for the first plan; compressed if the plan is shortened
+            length = cfg.budget_plan.schedule_steps
+            self.scheduler = Stretch(build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, length),
+                                     length)
+        else:
+            self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-                    if cfg.ema else None)
+        self.ema = self._make_ema(self.model)
         self.epoch, self.step_in_epoch, self.best_top1 = 0, 0, None
         self.partial = [0.0, 0.0, 0]  # (loss sum, errors, examples) of the current epoch before a resume
         self.started_seconds = 0.0  # training time spent before a resume
@@ -142,6 +153,66 @@ class Trainer:
                 stale.unlink(missing_ok=True)
         dist.barrier()
 
+    def _make_ema(self, model: nn.Module) -> AveragedModel | None:
+        cfg = self.cfg
+        return (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+                if cfg.ema else None)
+
+    # ------------------------------------------------------------------------------------------------------- budget
+
+    def _plan_budget(self) -> BudgetPlan:
+        """Time training steps, an evaluation and the final test on a throw-away copy of the model (the run's weights
+        and random state are left as they were), then plan; every process follows rank 0's numbers."""
+        cfg, state = self.cfg, rng_state()
+        model = copy.deepcopy(self.model)
+        optimizer = build_optimizer(model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
+        ctx = TrainContext(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                           torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16"),
+                           nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), self.device, self.precision,
+                           cfg.grad_clip, self._make_ema(model), cfg.ema_every, make_mixer(cfg, len(self.data.classes)))
+        step_s = time_training_steps(lambda images, labels: train_step(ctx, images, labels),
+                                     self.data.train.epoch(0), self.device)
+
+        def evaluation(tta: str):
+            return lambda batches: evaluate(model, batches, device=self.device, precision=self.precision,
+                                            num_classes=len(self.data.classes), tta=tta,
+                                            input_size=self.data.input_size)
+
+        eval_s = time_evaluation(evaluation("none"), self.data.eval_loader, self.device)
+        test_s = time_evaluation(evaluation(cfg.test_tta), self.data.test, self.device)
+        set_rng_state(state)
+        numbers = [step_s, eval_s, test_s, time.perf_counter() - self._init_t0]
+        if self.env.enabled:
+            numbers = dist.broadcast_floats(numbers, self.device)
+        return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
+                           cfg.budget)
+
+    def _budget_left(self) -> float:
+        return self.budget_seconds - self.cfg.budget_plan.startup_seconds - self._elapsed()
+
+    def _check_budget(self, loop_seconds: float) -> None:
+        """At a log step of a budget run: if the rest of the plan at the speed measured so far (``loop_seconds`` in
+        training steps since this process started training) would overrun the budget, end the run earlier and
+        compress its schedule to end there (rank 0 decides for every process)."""
+        plan, steps = self.cfg.budget_plan, self.ctx.step - self._first_step
+        if steps < MIN_MEASURED_STEPS:  # too few steps to tell a slowdown from noise
+            return
+        step_s = loop_seconds / steps
+        new = shortened(plan, self.budget_seconds, self.budget_seconds - self._budget_left(), self.ctx.step, step_s,
+                        self.steps_per_epoch, self.cfg.eval_every) if self.env.is_main else None
+        if self.env.enabled:
+            new = int(dist.broadcast_floats([float(new or -1)], self.device)[0])
+            new = None if new < 0 else new
+        if new is None or new >= self.total_steps:
+            return
+        plan.steps = new
+        self.scheduler.compress(self.ctx.step, new)
+        self.total_steps, self.epochs = new, math.ceil(new / self.steps_per_epoch)
+        if self.env.is_main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
+        self._say(f"\nslower than planned ({step_s:.3g} s per step, planned {plan.step_seconds:.3g}): the run now ends "
+                  f"at step {new:,} to keep its budget")
+
     # -------------------------------------------------------------------------------------------------- checkpoints
 
     def _state(self) -> dict:
@@ -200,6 +271,8 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
             if self.ema is not None and ckpt.get("ema") is not None:
                 self.ema.load_state_dict(ckpt["ema"])
+            if isinstance(self.scheduler, Stretch):  # the saved plan may be shorter than the checkpoint's schedule
+                self.scheduler.compress(ckpt["step"], self.total_steps)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise UserError(f"{path} does not match this recipe's optimizer or schedule ({exc}); resume with the "
                             f"run's own config.yaml") from None
@@ -266,6 +339,13 @@ class Trainer:
                   f"{', channels_last' if cfg.channels_last else ''}; global batch {self.global_batch}, lr "
                   f"{self.lr:g} ({cfg.optim.name}, {cfg.schedule.name}); {self.total_steps:,} steps = "
                   f"{self.total_steps / self.steps_per_epoch:.4g} epochs of {self.steps_per_epoch}")
+        if cfg.budget_plan is not None:
+            p = cfg.budget_plan
+            shorter = f" (shortened from {p.schedule_steps:,})" if p.steps < p.schedule_steps else ""
+            self._say(f"budget {format_duration(self.budget_seconds)}: {p.steps:,} steps{shorter}, planned from "
+                      f"{p.step_seconds:.3g} s per step, {p.eval_seconds:.3g} s per evaluation, {p.test_seconds:.3g} s "
+                      f"for the final test and {p.startup_seconds:.3g} s of start-up measured here; the lr schedule "
+                      f"ends at the last step")
         if self.init_note:
             self._say(self.init_note)
         if self.finetune:
@@ -295,6 +375,8 @@ class Trainer:
         every ``log_every`` steps, before every checkpoint and at epoch ends."""
         cfg = self.cfg
         window: list[torch.Tensor] = []  # per-step (loss sum, errors, examples) since the last log
+        # Seconds spent in training steps by this process, evaluations left out: a budget run's measured speed.
+        self._loop_seconds, self._first_step = 0.0, self.ctx.step
         while self.ctx.step < self.total_steps:
             epoch, start = self.epoch, time.perf_counter()
             steps = min(self.steps_per_epoch - self.step_in_epoch, self.total_steps - self.ctx.step)
@@ -305,6 +387,7 @@ class Trainer:
             epoch_sums = torch.tensor(self.partial if self.env.is_main else [0.0, 0.0, 0.0], dtype=torch.float64,
                                       device=self.device)
             self.partial, done, counted = [0.0, 0.0, 0], 0, 0
+            epoch_start = time.perf_counter()
             for images, labels in self.data.train.epoch(epoch, self.step_in_epoch):
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss, errors = train_step(self.ctx, images, labels)
@@ -316,15 +399,18 @@ class Trainer:
                 bar.update(1)
                 if self.ctx.step % cfg.log_every == 0:
                     self._log_window(window, lr, epoch, bar)
+                    if cfg.budget_plan is not None:
+                        self._check_budget(self._loop_seconds + time.perf_counter() - epoch_start)
                 if cfg.checkpoint_every and self.ctx.step % cfg.checkpoint_every == 0:
                     self._settle_epoch_sums(window, epoch_sums)
                     self.save_checkpoint()
                 if (self.ctx.step % cfg.log_every == 0 or not self.env.enabled) and self._stop_requested():
                     self._settle_epoch_sums(window, epoch_sums)
                     self._stop()
-                if done >= steps:
+                if done >= steps or self.ctx.step >= self.total_steps:  # the plan may have been shortened
                     break
             bar.close()
+            self._loop_seconds += time.perf_counter() - epoch_start
             self._check_window(window)
             self._end_epoch(epoch, epoch_sums, counted, time.perf_counter() - start)
 
@@ -351,8 +437,9 @@ class Trainer:
         record = {"step": self.ctx.step, "epoch": epoch + self.step_in_epoch / self.steps_per_epoch,
                   "train_loss": loss / max(count, 1), "train_error": 100 * errors / max(count, 1), "lr": lr}
         self.logger.log_steps(record)
+        budget = {"budget_left": format_duration(max(self._budget_left(), 0))} if self.budget_seconds else {}
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", err=f"{record['train_error']:.1f}%", lr=f"{lr:.3g}",
-                        refresh=False)
+                        **budget, refresh=False)
 
     def _end_epoch(self, epoch: int, sums: torch.Tensor, counted: int, seconds: float) -> None:
         """Epoch record (training numbers over the whole epoch, evaluation when due), checkpoint, best.pt."""
@@ -394,6 +481,9 @@ class Trainer:
             "train_minutes": total_seconds / 60, "device": str(self.device), "world_size": self.env.world,
             "precision": self.precision, "best_val_top1": self.best_top1,
         }
+        if cfg.budget_plan is not None:  # everything the budget covers: start-up, training, evaluations, final test
+            results["budget"] = {"seconds": self.budget_seconds, "planned_steps": cfg.budget_plan.schedule_steps,
+                                 "steps": self.ctx.step, "seconds_used": self.budget_seconds - self._budget_left()}
         if self.env.is_main:
             save_model(self._eval_model(), self.card, self.run_dir)
             write_json(self.run_dir / "results.json", results)

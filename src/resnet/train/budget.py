@@ -1,0 +1,140 @@
+"""Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget, all included (start-up,
+training, the evaluations the recipe asks for, the final test), and keeping to it.
+
+Before the run starts, a few real training steps and evaluation batches are timed on a throw-away copy of the model;
+the number of steps follows, and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
+after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
+training goes the plan is re-checked against the measured speed; if the machine slows down the run is shortened and
+its schedule compressed so that it still ends at the new last step (:class:`Stretch`). The plan is saved in
+config.yaml and the checkpoints, so a resumed run follows it rather than planning again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from itertools import islice
+
+import torch
+
+from ..config import BudgetPlan
+from ..errors import UserError
+from .log import format_duration
+
+SAFETY = 0.03  # share of the budget held back for timing noise
+FINISH_SECONDS = 5.0  # after the final test: saving the model, the curves figure and the results
+MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
+MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
+MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
+
+def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_every: int) -> float:
+    """Training time per step with the periodic evaluations spread over the steps between them."""
+    return step_s + eval_s / (steps_per_epoch * eval_every)
+
+
+def steps_that_fit(room_s: float, step_s: float, eval_s: float, test_s: float, steps_per_epoch: int,
+                   eval_every: int) -> int:
+    """How many more steps fit in ``room_s`` seconds with their evaluations, one evaluation more (a last, partial
+    epoch is evaluated too), the final test and the finishing writes; may be <= 0."""
+    fixed = eval_s + test_s + FINISH_SECONDS
+    return math.floor((room_s - fixed) / seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every))
+
+
+def plan_budget(budget_s: float, spent_s: float, step_s: float, eval_s: float, test_s: float,
+                steps_per_epoch: int, eval_every: int, budget_text: str) -> BudgetPlan:
+    """The plan of a fresh run, or one sentence with the least budget that works when not even one epoch fits."""
+    steps = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, eval_s, test_s, steps_per_epoch, eval_every)
+    if steps < steps_per_epoch:
+        need = spent_s + eval_s + test_s + FINISH_SECONDS + steps_per_epoch * seconds_per_step(
+            step_s, eval_s, steps_per_epoch, eval_every)
+        least = math.ceil(need / (1 - SAFETY) / 10) * 10
+        raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here, less than "
+                        f"one epoch ({steps_per_epoch:,} steps at {step_s:.3g} s each); the least budget that works is "
+                        f"about {format_duration(least)}: use --budget {least}s or more")
+    return BudgetPlan(steps=steps, schedule_steps=steps, step_seconds=step_s, eval_seconds=eval_s,
+                      test_seconds=test_s, startup_seconds=spent_s)
+
+
+def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_s: float, steps_per_epoch: int,
+              eval_every: int) -> int | None:
+    """The new last step when the rest of the plan at the speed measured now (``step_s``) would overrun the
+    budget; None while it fits. Never lengthens a plan, and leaves at least one more step."""
+    left = (plan.steps - step) * seconds_per_step(step_s, plan.eval_seconds, steps_per_epoch, eval_every)
+    if spent_s + left + plan.eval_seconds + plan.test_seconds + FINISH_SECONDS <= budget_s:
+        return None
+    more = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, plan.eval_seconds, plan.test_seconds,
+                          steps_per_epoch, eval_every)
+    return min(plan.steps, step + max(more, 1))
+
+
+# ------------------------------------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], batches: Iterable,
+                        device: torch.device) -> float:
+    """Seconds per call of ``step(images, labels)``: one untimed warm-up call, then up to :data:`MAX_PROBE_STEPS`
+    timed ones (fewer once :data:`MAX_PROBE_SECONDS` have gone by)."""
+    it = iter(batches)
+    step(*next(it))
+    _sync(device)
+    start, done = time.perf_counter(), 0
+    for images, labels in islice(it, MAX_PROBE_STEPS):
+        step(images, labels)
+        done += 1
+        _sync(device)
+        if time.perf_counter() - start > MAX_PROBE_SECONDS:
+            break
+    if done == 0:
+        raise UserError("the training set is too small to time a training step (fewer than two batches); lower "
+                        "batch_size or train without --budget")
+    return (time.perf_counter() - start) / done
+
+
+def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, device: torch.device) -> float:
+    """Seconds of one whole pass of ``loader`` through ``evaluate_batches``, from its first batches: one untimed,
+    then two timed, scaled to the loader's length."""
+    it = iter(loader.epoch(0))
+    first = list(islice(it, 1))
+    timed = list(islice(it, 2)) or first
+    evaluate_batches(first)
+    _sync(device)
+    start = time.perf_counter()
+    evaluate_batches(timed)
+    _sync(device)
+    return (time.perf_counter() - start) / len(timed) * len(loader)
+
+
+class Stretch:
+    """Steps an LR scheduler built for ``length`` steps so that it ends at the run's last optimizer step: one
+    scheduler step per optimizer step until a plan is shortened, then proportionally more (the schedule is
+    compressed, with no jump in the learning rate). Checkpoints keep its position."""
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler, length: int):
+        self.scheduler, self.length = scheduler, length
+        self.position, self.rate = 0.0, 1.0
+
+    def step(self) -> None:
+        self.position = min(self.position + self.rate, float(self.length))
+        while self.scheduler.last_epoch < math.floor(self.position + 1e-9):
+            self.scheduler.step()
+
+    def compress(self, step: int, end: int) -> None:
+        """From optimizer step ``step`` on, reach the end of the schedule at optimizer step ``end``."""
+        self.rate = (self.length - self.position) / max(end - step, 1)
+
+    def get_last_lr(self) -> list[float]:
+        return self.scheduler.get_last_lr()
+
+    def state_dict(self) -> dict:
+        return {"scheduler": self.scheduler.state_dict(), "position": self.position, "rate": self.rate,
+                "length": self.length}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.position, self.rate, self.length = state["position"], state["rate"], state["length"]
