@@ -350,8 +350,8 @@ def write_results(out: Path, summaries: list[dict], summary: dict, meta: dict) -
     lines = [
         f"# Degradation study ({meta['profile']} profile, {meta['data']})", "",
         f"{meta['note']}; {meta['seeds']} seed(s) per net. Machine: {meta['machine']}, {meta['precision']}. "
-        f"Training time {meta['minutes']:.1f} min summed over the cells; this invocation took "
-        f"{meta['wall_minutes']:.1f} min.", "",
+        f"Training time {meta['minutes']:.1f} min summed over the cells; wall time {meta['wall_minutes']:.1f} min "
+        f"over {meta['invocations']} invocation(s) of the study (training, analysis and drawing).", "",
         "## Figure 6: training and test error", "",
         f"Training error: the final model on the first {meta['train_error_images']:,} training images (the images it "
         "trained on), eval mode, no augmentation. Test error: the final model on the official test set. Mean ± std "
@@ -415,7 +415,10 @@ def degradation(profile: str = "default", data: str | None = None, depths: list[
                        f"Layer responses on {meta['data']} (paper Fig. 7)")
     if summary["gradients"]:
         plot_gradients(summary["gradients"], out / "gradients.png", f"Gradient flow on {meta['data']}")
-    meta["wall_minutes"] = (time.perf_counter() - started) / 60
+    # Wall time adds up over the invocations (a study may span several sittings; a rerun that only draws adds seconds).
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    meta["wall_minutes"] = previous.get("wall_minutes", 0.0) + (time.perf_counter() - started) / 60
+    meta["invocations"] = previous.get("invocations", 0) + 1
     write_results(out, summaries, summary, meta)
     log((out / "results.md").read_text())
     return {**meta, **summary}

@@ -21,21 +21,29 @@ def layers_3x3(model: nn.Module) -> list[tuple[str, str]]:
 
 
 class _ChannelMoments:
-    """Running per-channel sums of x and x^2 (float64) of a module's output, updated by a forward hook."""
+    """Per-channel count, mean and sum of squared deviations of a module's output, read by a forward hook: each batch
+    reduced on its device in fp32, batches merged in fp64 (Chan et al.'s pairwise update), so no activation is kept
+    or copied."""
 
     def __init__(self):
-        self.n, self.s1, self.s2 = 0, None, None
+        self.n, self.mean, self.m2 = 0, None, None
 
     def __call__(self, module, inputs, output: torch.Tensor) -> None:
-        x = output.detach().double().transpose(0, 1).flatten(1)  # (channels, images x positions)
-        s1, s2 = x.sum(1), (x * x).sum(1)
-        self.s1 = s1 if self.s1 is None else self.s1 + s1
-        self.s2 = s2 if self.s2 is None else self.s2 + s2
-        self.n += x.shape[1]
+        x = output.detach().float()
+        var, mean = torch.var_mean(x, dim=[d for d in range(x.dim()) if d != 1], correction=0)
+        n = x.numel() // x.shape[1]
+        mean, m2 = mean.double(), var.double() * n
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * n / total)
+        self.n = total
 
     def std(self) -> float:
-        mean = self.s1 / self.n
-        return float((self.s2 / self.n - mean * mean).clamp_min(0).sqrt().mean())
+        return float((self.m2 / self.n).sqrt().mean())
 
 
 @torch.no_grad()

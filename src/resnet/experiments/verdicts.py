@@ -38,17 +38,24 @@ def _rows(table: list[dict], kind: str) -> list[dict]:
     return rows
 
 
+def _chain(names: list[str], values: list[float], digits: int) -> str:
+    """``a 1.00 < b 2.00 > c 1.50``: each pair joined by the relation that really holds between them."""
+    out = f"{names[0]} {values[0]:.{digits}f}"
+    for name, a, b in zip(names[1:], values, values[1:]):
+        out += f" {'<' if a < b else '>' if a > b else '='} {name} {b:.{digits}f}"
+    return out
+
+
 def order_verdict(table: list[dict], kind: str, rising: bool) -> dict:
     """Does the mean training error of ``kind`` nets rise (``rising``) or fall *strictly* from each depth to the
     next? A tie anywhere answers "no"."""
     rows = _rows(table, kind)
     errors = [r["train_error"] for r in rows]
     holds = all((b > a) if rising else (b < a) for a, b in pairwise(errors))
-    sign = " < " if rising else " > "
     return {"answer": YES if holds else NO, "nets": [r["net"] for r in rows], "train_errors": errors,
             "claim": f"{KINDS[kind]} nets train {'worse' if rising else 'better'} as they get deeper "
                      f"(training error {'rises' if rising else 'falls'} strictly with depth)",
-            "evidence": sign.join(f"{r['net']} {r['train_error']:.2f}" for r in rows)}
+            "evidence": _chain([r["net"] for r in rows], errors, 2)}
 
 
 def margin_verdict(table: list[dict], kind: str, rising: bool) -> dict:
@@ -94,7 +101,7 @@ def response_verdicts(responses: dict[str, dict]) -> dict:
             "answer": NOT_MEASURED if len(depths) < 2 else (
                 YES if all(b < a for a, b in pairwise(residual)) else NO),
             "claim": "deeper residual nets respond more weakly still (mean layer std falls strictly with depth)",
-            "evidence": " > ".join(f"resnet{d} {by[('resnet', d)]:.3f}" for d in depths)},
+            "evidence": _chain([f"resnet{d}" for d in depths], residual, 3)},
     }
 
 
