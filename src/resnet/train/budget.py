@@ -28,6 +28,7 @@ MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slo
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
 
+
 def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_every: int) -> float:
     """Training time per step with the periodic evaluations spread over the steps between them."""
     return step_s + eval_s / (steps_per_epoch * eval_every)
