@@ -73,7 +73,7 @@ def main() -> None:
                   mean_std([r["wall_minutes"] for r in rows]), f"{statistics.fmean(r['img_per_s'] for r in rows):.0f}"])
     budget = f", budget {args.budget}" if args.budget else ""
     print(f"\n`{args.config}`{budget}{''.join(f', --set {s}' for s in args.set)}; test top-1 of the final model on "
-          f"the official test set ({rows[0]['test_tta']} TTA)")
+          f"{rows[0]['test_count']:,} images of the official test set ({rows[0]['test_tta']} TTA)")
     print(f"machine: {cpu_summary()}; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}; runs in "
           f"{rows[0]['precision']}; PyTorch {torch.__version__}\n")
     print(format_table(["seed", "test top-1 %", "steps", "training min", "wall min", "img/s"], table,
