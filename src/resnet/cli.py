@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import list_datasets
     from .device import PRECISIONS
     from .evaluate import TTA_MODES
-    from .experiments.degradation import PROFILES as DEGRADATION_PROFILES
+    from .experiments.profiles import PROFILES as DEGRADATION_PROFILES
     from .export import FORMATS
 
     parser = argparse.ArgumentParser(prog="resnet", description=__doc__.splitlines()[0] if __doc__ else None,

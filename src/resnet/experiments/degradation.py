@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,47 +30,13 @@ from ..io import write_json, write_text
 from ..runs import latest_valid_checkpoint
 from ..table import format_table
 from ..train.log import format_duration, read_jsonl
+from .profiles import PAPER_DEPTHS, PROFILES, SNAPSHOT_EPOCHS, Profile
 from .verdicts import net_table, response_verdicts, verdict_lines, verdicts
 
-PAPER_DEPTHS = (20, 32, 44, 56, 110)  # the depths of the paper's plain/residual CIFAR pairs
 GRADIENT_DEPTHS = (56, 110)  # depths whose gradient flow is measured (the paper's deep pair, and 110 when trained)
 TRAIN_ERROR_IMAGES = 10_000  # the training error is measured on the first this many training images
 GRADIENT_BATCHES = 8  # real training batches (of the recipe's batch size) the gradient norms are averaged over
-SNAPSHOT_EPOCHS = [0, 1]  # weights kept for the gradient analysis: at initialisation and after the first epoch
-ANALYSIS_VERSION = 1  # bump when what analysis.json holds changes, so cached analyses are redone
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One version of the study. Its training settings live in the recipe (a YAML file under ``configs/``); a cell
-    of the study is that recipe with only ``model.name``, ``seed``, ``out`` (and ``data.name``) set."""
-
-    recipe: str  # recipe of every cell; ``{depth}`` in it is replaced by the cell's depth
-    data: str
-    depths: tuple[int, ...]
-    seeds: int
-    note: str = ""
-    # What the study records (log / evaluation / checkpoint cadence, snapshots) on top of recipes that are not the
-    # study's own; never a training setting, which would belong in a recipe.
-    overrides: dict = field(default_factory=dict)
-
-
-_FASHION_NOTE = ("Fashion-MNIST (first 30k training images), 700 iterations of batch 128, SGD lr 0.1 with 100 linear "
-                 "warm-up iterations then cosine decay, pad-4 crop + flip")
-PROFILES = {
-    # configs/degradation-fashion-mnist.yaml says why each setting is what it is.
-    "default": Profile(recipe="degradation-fashion-mnist", data="fashion-mnist", depths=(20, 32, 44, 56), seeds=3,
-                       note=_FASHION_NOTE),
-    "quick": Profile(recipe="degradation-fashion-mnist", data="fashion-mnist", depths=(20, 56), seeds=1,
-                     note=_FASHION_NOTE),
-    # The paper's CIFAR-10 recipes (Sec. 4.2) as shipped: 64k iterations, /10 at 32k and 48k; the depth-110 recipe
-    # carries the paper's warm-up, which plain-110 and ResNet-110 both get. The study records curves more often.
-    "paper": Profile(
-        recipe="cifar10-resnet{depth}-paper", data="cifar10", depths=(20, 32, 44, 56), seeds=1,
-        note="CIFAR-10, the paper's schedule: 64k iterations, lr 0.1 /10 at 32k and 48k, batch 128",
-        overrides={"log_every": 100, "eval_every": 1, "checkpoint_every": 2000, "test_tta": "none",
-                   "snapshot_epochs": SNAPSHOT_EPOCHS}),
-}
+ANALYSIS_VERSION = 2  # bump when what analysis.json holds changes, so cached analyses are redone
 
 
 @dataclass
@@ -133,9 +99,8 @@ def plan(profile: str, out: Path, data: str | None = None, depths: list[int] | N
 # ------------------------------------------------------------------------------------------------ one cell's analysis
 
 
-def _loader(cfg: Config, card, device, split: str, limit: int | None, batch_size: int) -> MemoryLoader:
-    """Unaugmented, normalised batches of the first ``limit`` images of ``split``, in file order."""
-    data = open_split(cfg.data.name, split, cfg.data.root, limit=limit)
+def _loader(data, card, device, batch_size: int) -> MemoryLoader:
+    """Unaugmented, normalised batches of ``data``, in file order."""
     return MemoryLoader(data, batch_size, device=device, mean=card.mean, std=card.std, train=False)
 
 
@@ -165,18 +130,19 @@ def analyse_cell(run_dir: Path, gradients: bool) -> dict:
     device = resolve_device(cfg.device)
     model, card = load_model_and_card(run_dir, device)
     limit = min(TRAIN_ERROR_IMAGES, cfg.data.train_limit or TRAIN_ERROR_IMAGES)
-    train = _loader(cfg, card, device, "train", limit, 500)
+    gradient_images = GRADIENT_BATCHES * cfg.batch_size if gradients else 0
+    train_data = open_split(cfg.data.name, "train", cfg.data.root, limit=max(limit, gradient_images))
+    train = _loader(train_data.subset_first(limit), card, device, 500)
     result = evaluate(model.to(memory_format=torch.channels_last), train.epoch(0), device=device,
                       precision=resolve_precision(cfg.precision, device), num_classes=len(card.classes))
-    test = _loader(cfg, card, device, "test", cfg.data.test_limit, 500)
+    test = _loader(open_split(cfg.data.name, "test", cfg.data.root, limit=cfg.data.test_limit), card, device, 500)
     layers = layers_3x3(model)
     analysis = {"version": ANALYSIS_VERSION, "train_error": 100.0 - result.top1, "train_error_images": result.count,
                 "layers": [bn for _, bn in layers],
                 "responses": layer_response_std(model, (images for images, _ in test.epoch(0))),
                 "response_images": test.size, "gradients": None}
     if gradients:
-        batches = list(_loader(cfg, card, device, "train", GRADIENT_BATCHES * cfg.batch_size, cfg.batch_size)
-                       .epoch(0))
+        batches = list(_loader(train_data.subset_first(gradient_images), card, device, cfg.batch_size).epoch(0))
         norms = {}
         for epoch in SNAPSHOT_EPOCHS:
             snapshot = run_dir / "snapshots" / f"epoch-{epoch}.safetensors"
@@ -186,7 +152,7 @@ def analyse_cell(run_dir: Path, gradients: bool) -> dict:
             load_into(model, load_safetensors(snapshot), str(snapshot))
             norms[f"epoch{epoch}"] = conv_grad_norms(model, batches)
         convs = [conv for conv, _ in layers]
-        analysis["gradients"] = {"convs": convs, "images": sum(len(labels) for _, labels in batches),
+        analysis["gradients"] = {"convs": convs, "stages": model.stage_names, "images": sum(len(labels) for _, labels in batches),
                                  "init": norms["epoch0"], "epoch1": norms["epoch1"],
                                  "ratio_init": first_last_ratio(norms["epoch0"], convs, model.stage_names),
                                  "ratio_epoch1": first_last_ratio(norms["epoch1"], convs, model.stage_names)}
@@ -259,11 +225,9 @@ def net_gradients(summaries: list[dict]) -> dict[str, dict]:
                 s["gradients"])
     for net in nets.values():
         runs = net.pop("runs")
-        convs = runs[0]["convs"]
-        stages = sorted({c.split(".", 1)[0] for c in convs if c.startswith("layer")}, key=lambda s: int(s[5:]))
         for key in ("init", "epoch1"):
             net[key] = _pointwise_mean([r[key] for r in runs])
-            net[f"ratio_{key}"] = first_last_ratio(net[key], convs, stages)
+            net[f"ratio_{key}"] = first_last_ratio(net[key], runs[0]["convs"], runs[0]["stages"])
         net["seeds"] = len(runs)
     return nets
 

@@ -5,7 +5,6 @@ them (cost grows linearly with depth in the 6n+2 family)."""
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING
 
 import torch
@@ -14,12 +13,13 @@ from ..config import Config
 from ..data import open_split
 from ..device import autocast, resolve_device, resolve_precision
 from ..models import create_model
+from ..train.budget import time_training_steps
 from ..train.log import format_duration
 
 if TYPE_CHECKING:
     from .degradation import RunSpec
 
-TIMED_STEPS = 3  # timed after one untimed warm-up step
+TIMED_STEPS = 3  # calls timed after one untimed warm-up call
 
 
 def step_seconds(cfg: Config, channels: int, size: int, classes: int) -> tuple[float, float]:
@@ -33,31 +33,23 @@ def step_seconds(cfg: Config, channels: int, size: int, classes: int) -> tuple[f
     images = torch.randn(cfg.batch_size, channels, size, size, device=device).to(memory_format=fmt)
     labels = torch.randint(0, classes, (cfg.batch_size,), device=device)
 
-    def train_step() -> None:
+    def train_step(x: torch.Tensor, y: torch.Tensor) -> None:
         with autocast(device, precision):
-            loss = torch.nn.functional.cross_entropy(model(images), labels)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     @torch.no_grad()
-    def eval_step() -> None:
+    def eval_step(x: torch.Tensor, y: torch.Tensor) -> None:
         with autocast(device, precision):
-            model(images)
+            model(x)
 
-    timings = []
-    for fn, mode in ((train_step, True), (eval_step, False)):
-        model.train(mode)
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for _ in range(TIMED_STEPS):
-            fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings.append((time.perf_counter() - start) / TIMED_STEPS)
-    return timings[0], timings[1]
+    batches = [(images, labels)] * (TIMED_STEPS + 1)  # one untimed warm-up call, then the timed ones
+    model.train()
+    train_s = time_training_steps(train_step, batches, device)
+    model.eval()
+    return train_s, time_training_steps(eval_step, batches, device)
 
 
 def cell_seconds(spec: RunSpec, train_size: int, test_size: int, train_s: float, eval_s: float) -> float:

@@ -92,7 +92,7 @@ class Trainer:
                                      length)
         else:
             self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.scaler = self._make_scaler()
         self.ema = self._make_ema(self.model)
         self.epoch, self.step_in_epoch, self.best_top1 = 0, 0, None
         self.partial = [0.0, 0.0, 0]  # (loss sum, errors, examples) of the current epoch before a resume
@@ -104,11 +104,8 @@ class Trainer:
                 self.model, device_ids=ids, find_unused_parameters=bool(self.finetune and self.finetune.toggles))
         if cfg.compile:
             train_model = torch.compile(train_model)
-        self.ctx = TrainContext(train_model, self.optimizer, self.scheduler, self.scaler,
-                                nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), self.device,
-                                self.precision, cfg.grad_clip, self.ema, cfg.ema_every,
-                                make_mixer(cfg, len(self.data.classes)),
-                                freeze=self.finetune.apply if self.finetune else None)
+        self.ctx = self._context(train_model, self.optimizer, self.scheduler, self.scaler, self.ema,
+                                 freeze=self.finetune.apply if self.finetune else None)
         if resume is not None:
             self.run_dir = resume_run_dir(resume, cfg.out)
             if ckpt is not None:
@@ -153,6 +150,16 @@ class Trainer:
                 stale.unlink(missing_ok=True)
         dist.barrier()
 
+    def _context(self, model: nn.Module, optimizer, scheduler, scaler, ema, freeze=None) -> TrainContext:
+        """What one step of this recipe touches (loss, precision, clipping, EMA, MixUp/CutMix) around ``model``."""
+        cfg = self.cfg
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        return TrainContext(model, optimizer, scheduler, scaler, criterion, self.device, self.precision,
+                            cfg.grad_clip, ema, cfg.ema_every, make_mixer(cfg, len(self.data.classes)), freeze=freeze)
+
+    def _make_scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
     def _make_ema(self, model: nn.Module) -> AveragedModel | None:
         cfg = self.cfg
         return (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
@@ -166,10 +173,8 @@ class Trainer:
         cfg, state = self.cfg, rng_state()
         model = copy.deepcopy(self.model)
         optimizer = build_optimizer(model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
-        ctx = TrainContext(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
-                           torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16"),
-                           nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), self.device, self.precision,
-                           cfg.grad_clip, self._make_ema(model), cfg.ema_every, make_mixer(cfg, len(self.data.classes)))
+        ctx = self._context(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                            self._make_scaler(), self._make_ema(model))
         step_s = time_training_steps(lambda images, labels: train_step(ctx, images, labels),
                                      self.data.train.epoch(0), self.device)
 
@@ -187,8 +192,9 @@ class Trainer:
         return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
                            cfg.budget)
 
-    def _budget_left(self) -> float:
-        return self.budget_seconds - self.cfg.budget_plan.startup_seconds - self._elapsed()
+    def _budget_spent(self) -> float:
+        """Seconds of the budget used so far: start-up, then training, evaluations and tests (across resumes)."""
+        return self.cfg.budget_plan.startup_seconds + self._elapsed()
 
     def _check_budget(self, loop_seconds: float) -> None:
         """At a log step of a budget run: if the rest of the plan at the speed measured so far (``loop_seconds`` in
@@ -198,7 +204,7 @@ class Trainer:
         if steps < MIN_MEASURED_STEPS:  # too few steps to tell a slowdown from noise
             return
         step_s = loop_seconds / steps
-        new = shortened(plan, self.budget_seconds, self.budget_seconds - self._budget_left(), self.ctx.step, step_s,
+        new = shortened(plan, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s,
                         self.steps_per_epoch, self.cfg.eval_every) if self.env.is_main else None
         if self.env.enabled:
             new = int(dist.broadcast_floats([float(new or -1)], self.device)[0])
@@ -437,7 +443,8 @@ class Trainer:
         record = {"step": self.ctx.step, "epoch": epoch + self.step_in_epoch / self.steps_per_epoch,
                   "train_loss": loss / max(count, 1), "train_error": 100 * errors / max(count, 1), "lr": lr}
         self.logger.log_steps(record)
-        budget = {"budget_left": format_duration(max(self._budget_left(), 0))} if self.budget_seconds else {}
+        budget = ({"budget_left": format_duration(max(self.budget_seconds - self._budget_spent(), 0))}
+                  if self.budget_seconds else {})
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", err=f"{record['train_error']:.1f}%", lr=f"{lr:.3g}",
                         **budget, refresh=False)
 
@@ -483,7 +490,7 @@ class Trainer:
         }
         if cfg.budget_plan is not None:  # everything the budget covers: start-up, training, evaluations, final test
             results["budget"] = {"seconds": self.budget_seconds, "planned_steps": cfg.budget_plan.schedule_steps,
-                                 "steps": self.ctx.step, "seconds_used": self.budget_seconds - self._budget_left()}
+                                 "steps": self.ctx.step, "seconds_used": self._budget_spent()}
         if self.env.is_main:
             save_model(self._eval_model(), self.card, self.run_dir)
             write_json(self.run_dir / "results.json", results)
