@@ -106,7 +106,7 @@ def test_stretch_follows_the_schedule_then_compresses_it_without_a_jump():
         stretched.step()
         assert stretched.get_last_lr() == plain.get_last_lr()
     assert stretched.get_last_lr() == [pytest.approx(0.6)]  # linear: 1 - 4/10
-    stretched.compress(4, 7)  # the rest of the schedule (positions 4..10) in 3 steps: 2 positions per step
+    stretched.end_at(4, 7)  # the rest of the schedule (positions 4..10) in 3 steps: 2 positions per step
     seen = []
     for _ in range(3):
         stretched.step()
@@ -139,17 +139,18 @@ def test_a_budget_run_plans_from_measured_speed_and_ends_its_schedule_there(tmp_
     assert f"budget 0:25: {plan['schedule_steps']:,} steps" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == plan["steps"] and results["budget"]["seconds"] == 25
-    # the plan's own arithmetic fits the budget, and the lr schedule ends at the last step
-    spent = plan["startup_seconds"] + plan["steps"] * seconds_per_step(plan["step_seconds"], plan["eval_seconds"],
+    # the first plan's own arithmetic fits the budget (the re-fit then uses the run's measured speed), and the lr
+    # schedule ends at the last step
+    spent = plan["startup_seconds"] + plan["schedule_steps"] * seconds_per_step(plan["step_seconds"], plan["eval_seconds"],
                                                                        16, 1)
     assert spent + plan["eval_seconds"] + plan["test_seconds"] + FINISH_SECONDS <= 25 * (1 - SAFETY) + 1e-9
     # Linear decay to 0 at the planned step: the lr logged at step s is the one step s used, peak x (1 - (s-1)/T).
     lr, total = lrs(out), plan["schedule_steps"]
-    if plan["steps"] == total:  # (a machine slowed down by other work may have shortened the run: compressed)
+    if plan["steps"] == total:  # (else re-fitted to the measured speed, or shortened: stretched or compressed)
         peak = lr[4] / (1 - 3 / total)
         assert lr[max(lr)] == pytest.approx(peak * (1 - (max(lr) - 1) / total), rel=1e-6)
         assert max(lr) > total - 4
-    else:  # compressed to end at the new last step: the lr there is a small part of the start's
+    else:  # stretched or compressed to end at the new last step: the lr there is a small part of the start's
         assert lr[max(lr)] < 0.2 * lr[4]
 
 
@@ -167,8 +168,23 @@ def test_slower_than_planned_shortens_the_run_and_compresses_its_schedule(tmp_pa
     assert lr[max(lr)] < 0.2 * lr[4]  # compressed: the cosine is near its end at the last logged step
 
 
+def test_faster_than_planned_lengthens_the_run_once_and_stretches_its_schedule(tmp_path):
+    out = tmp_path / "run"
+    # A plan made for a machine 10x slower than this one: 20 steps (2 epochs) of 0.5 s in a 25 s budget.
+    proc = train(out, "--budget", "25s", "--set", plan_override(steps=20, schedule_steps=20, step_seconds=0.5))
+    assert proc.returncode == 0, proc.stderr
+    assert "faster than planned" in proc.stdout and "to fill its budget" in proc.stdout
+    saved = yaml.safe_load((out / "config.yaml").read_text())["budget_plan"]
+    results = json.loads((out / "results.json").read_text())
+    assert saved["rechecked"] and results["steps"] == saved["steps"] > 20 and saved["schedule_steps"] == 20
+    assert results["budget"]["seconds_used"] > 0.5 * 25  # the budget is used, not the 20 steps' few seconds
+    lr = lrs(out)
+    assert lr[max(lr)] < 0.2 * lr[4]  # stretched to end at the new last step: near the cosine's end there
+
+
 def test_sigkill_then_resume_follows_the_saved_plan_bit_identically(tmp_path):
-    plan = plan_override(steps=40, schedule_steps=40)  # a fixed plan, generous budget: no shortening either way
+    # A fixed plan, already re-fitted, in a generous budget: neither lengthened nor shortened, killed or not.
+    plan = plan_override(steps=40, schedule_steps=40, rechecked=True)
     common = ["--budget", "10m", "--set", plan, "--set", "deterministic=true", "--set", "checkpoint_every=4",
               "--set", "log_every=1"]
     reference = train(tmp_path / "ref", *common)

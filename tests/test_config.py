@@ -102,3 +102,18 @@ def test_unknown_names_list_the_valid_ones():
         load_config(None, None, ["test_tta=5crop"])
     with pytest.raises(UserError, match="choose one of fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH"):
         load_config(None, None, ["data.name=svhn"])
+
+
+def test_a_run_length_asked_for_replaces_the_recipes():
+    default = load_config()
+    assert (default.budget, default.iterations) == ("10m", None)  # the default recipe fills 10 minutes
+    assert (load_config(None, {"iterations": 300}).budget, load_config(None, {"iterations": 300}).iterations) == \
+        (None, 300)
+    by_epochs = load_config(None, None, ["epochs=2"])
+    assert (by_epochs.budget, by_epochs.iterations, by_epochs.epochs) == (None, None, 2)
+    paper = load_config("cifar10-resnet20-paper", {"budget": "1h", "schedule.name": "cosine"})
+    assert (paper.budget, paper.iterations) == ("1h", None)
+    long = load_config("fashion-mnist-resnet20-long")  # its own epochs replace the budget of the recipe it extends
+    assert (long.budget, long.iterations, long.epochs) == (None, None, 50)
+    with pytest.raises(UserError, match="either budget or iterations"):
+        load_config(None, {"budget": "10m", "iterations": 100})

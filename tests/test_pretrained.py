@@ -181,7 +181,7 @@ def test_train_with_pretrained_loads_before_writing_and_says_so_in_the_banner(hu
 
     out = tmp_path / "run"
     cfg = load_config(None, {"model.name": "resnet18", "pretrained": "torchvision", "out": str(out), "batch_size": 16,
-                             "data.train_limit": 64, "data.test_limit": 32, "data.val_split": 0})
+                             "iterations": 1, "data.train_limit": 64, "data.test_limit": 32, "data.val_split": 0})
     said: list[str] = []
     trainer = Trainer(cfg, log=said.append)
     trainer._banner()

@@ -54,7 +54,7 @@ TRAIN_FLAGS = {  # command-line flag -> config key
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import Config, build, load_config, parse_override, set_dotted, validate
+    from .config import Config, build, load_config, parse_override, prefer_asked_length, set_dotted, validate
     from .runs import saved_config
     from .train import distributed
     from .train.trainer import train
@@ -69,20 +69,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return distributed.launch(args.nproc, argv)
 
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
-    if args.epochs is not None and args.iterations is None:
-        overrides["iterations"] = None  # --epochs wins over an iteration-based recipe
-    if (args.epochs is not None or args.iterations is not None) and args.budget is None:
-        overrides["budget"] = None  # --epochs / --iterations win over a budgeted recipe
-    if args.budget is not None:
-        overrides["iterations"] = None  # --budget wins over an iteration-based recipe
     if args.resume:
         if args.config:
             raise UserError("--resume continues a run with its own config.yaml; drop --config")
         data = saved_config(args.resume, args.out)
-        for key, value in overrides.items():
+        sets = [parse_override(text) for text in args.set or []]
+        prefer_asked_length(data, {**overrides, **dict(sets)})
+        for key, value in [*overrides.items(), *sets]:
             set_dotted(data, key, value)
-        for text in args.set or []:
-            set_dotted(data, *parse_override(text))
         cfg = validate(build(Config, data))
     else:
         cfg = load_config(args.config, overrides, args.set)

@@ -76,12 +76,13 @@ class FinetuneConfig:
 class BudgetPlan:
     """What a ``budget`` run decided before its first step (written to config.yaml, so a resumed run follows it)."""
 
-    steps: int  # the run's last step (lowered if the machine slowed down on the way)
+    steps: int  # the run's last step (re-fitted once to the run's own speed, then lowered if the machine slows down)
     schedule_steps: int  # the length the learning-rate schedule was built for (the first plan's steps)
     step_seconds: float  # measured seconds per training step
     eval_seconds: float  # measured seconds per evaluation pass
     test_seconds: float  # measured seconds of the final test (with its test-time augmentation)
     startup_seconds: float  # seconds from the start to the plan: data, model, timing
+    rechecked: bool = False  # the plan was re-fitted to the run's own measured speed (done once, early)
 
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
@@ -116,6 +117,7 @@ class Config:
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of the exponential moving average of weights (0 = off), e.g. 0.999
     ema_every: int = 1  # update the EMA every N steps
+    ema_warmup: bool = True  # decay of update n is min(ema, 1 - (1 + n) ** -2/3): early EMA evaluations mean something
     precision: Precision = "auto"  # auto: bf16 where the hardware runs it natively, else fp32 (fp16 on old GPUs)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
@@ -176,7 +178,9 @@ def read_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
     if base:
         if base in _seen:
             raise UserError(f"recipe {path} extends itself through {base!r}")
-        data = merge(read_recipe(base, _seen + (base,)), data)
+        own = data
+        data = merge(read_recipe(base, _seen + (base,)), own)
+        prefer_asked_length(data, own)  # a recipe's own epochs replace its base's budget or iterations
     data["recipe"] = name
     return data
 
@@ -310,8 +314,7 @@ def validate(cfg: Config) -> Config:
         _check(cfg.iterations is None, "set either budget or iterations, not both: a budget decides the iterations")
         _check(cfg.schedule.name != "step", "a budget run needs a schedule that ends where the budget does: use "
                                             "schedule cosine, linear, onecycle or constant, not step")
-    _check(cfg.budget_plan is None or (cfg.budget is not None and 1 <= cfg.budget_plan.steps
-                                       <= cfg.budget_plan.schedule_steps),
+    _check(cfg.budget_plan is None or (cfg.budget is not None and cfg.budget_plan.steps >= 1),
            "budget_plan is written by a budget run itself; remove it (or set budget)")
     _check(cfg.epochs is None or cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}")
     _check(cfg.iterations is None or cfg.iterations >= 1, f"iterations must be at least 1, got {cfg.iterations}")
@@ -372,10 +375,26 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
         optim["lr_batch_size"] = data.get("batch_size", Config.batch_size)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
-    for text in sets or []:
-        set_dotted(data, *parse_override(text))
-    _drop_other_datasets_fields(data, recipe_data, {**(overrides or {}), **dict(parse_override(t) for t in sets or [])})
+    parsed = [parse_override(text) for text in sets or []]
+    asked = {**(overrides or {}), **dict(parsed)}
+    prefer_asked_length(data, asked)
+    for key, value in parsed:
+        set_dotted(data, key, value)
+    _drop_other_datasets_fields(data, recipe_data, asked)
     return validate(build(Config, data))
+
+
+LENGTH_FIELDS = ("budget", "iterations", "epochs")  # what decides how long a run trains, strongest first
+
+
+def prefer_asked_length(data: dict, asked: dict) -> None:
+    """A run length the caller asks for (``epochs``, ``iterations`` or ``budget``) replaces the recipe's own: a
+    budgeted recipe run with ``iterations=300`` trains 300 steps, an iteration-based one run with a budget fills it.
+    (``epochs`` needs no clearing: it only counts when neither of the others is set.)"""
+    if any(asked.get(key) is not None for key in LENGTH_FIELDS):
+        for key in ("budget", "iterations"):
+            if key not in asked:
+                data[key] = None
 
 
 def _drop_other_datasets_fields(data: dict, recipe_data: dict, asked: dict) -> None:

@@ -4,9 +4,11 @@ training, the evaluations the recipe asks for, the final test), and keeping to i
 Before the run starts, a few real training steps and evaluation batches are timed on a throw-away copy of the model;
 the number of steps follows, and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
 after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
-training goes the plan is re-checked against the measured speed; if the machine slows down the run is shortened and
-its schedule compressed so that it still ends at the new last step (:class:`Stretch`). The plan is saved in
-config.yaml and the checkpoints, so a resumed run follows it rather than planning again.
+training goes the plan is re-checked against the run's own speed: once, early, it is re-fitted to that speed, longer
+or shorter (a probe of a few steps is noisy: 10-15% either way was seen on a 2-core CPU); after that it is only
+shortened, when the machine slows down. Either way the schedule is stretched or compressed to end at the new last
+step, with no jump in the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so
+a resumed run follows it rather than planning again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ FINISH_SECONDS = 5.0  # after the final test: saving the model, the curves figur
 MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
+REFIT_SHARE = 0.02  # the one re-fit waits for this share of the planned steps (and MIN_MEASURED_STEPS) to be timed
 
 
 def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_every: int) -> float:
@@ -64,9 +67,16 @@ def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step
     left = (plan.steps - step) * seconds_per_step(step_s, plan.eval_seconds, steps_per_epoch, eval_every)
     if spent_s + left + plan.eval_seconds + plan.test_seconds + FINISH_SECONDS <= budget_s:
         return None
+    return min(plan.steps, refitted(plan, budget_s, spent_s, step, step_s, steps_per_epoch, eval_every))
+
+
+def refitted(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_s: float, steps_per_epoch: int,
+             eval_every: int) -> int:
+    """The last step that fits the budget at the speed measured now, longer or shorter than the plan; at least one
+    more step."""
     more = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, plan.eval_seconds, plan.test_seconds,
                           steps_per_epoch, eval_every)
-    return min(plan.steps, step + max(more, 1))
+    return step + max(more, 1)
 
 
 # ------------------------------------------------------------------------------------------------------- timing
@@ -113,8 +123,9 @@ def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, devi
 
 class Stretch:
     """Steps an LR scheduler built for ``length`` steps so that it ends at the run's last optimizer step: one
-    scheduler step per optimizer step until a plan is shortened, then proportionally more (the schedule is
-    compressed, with no jump in the learning rate). Checkpoints keep its position."""
+    scheduler step per optimizer step until the plan changes, then proportionally more (a shortened plan: the rest
+    of the schedule compressed) or fewer (a lengthened one: stretched), with no jump in the learning rate.
+    Checkpoints keep its position."""
 
     def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler, length: int):
         self.scheduler, self.length = scheduler, length
@@ -125,7 +136,7 @@ class Stretch:
         while self.scheduler.last_epoch < math.floor(self.position + 1e-9):
             self.scheduler.step()
 
-    def compress(self, step: int, end: int) -> None:
+    def end_at(self, step: int, end: int) -> None:
         """From optimizer step ``step`` on, reach the end of the schedule at optimizer step ``end``."""
         self.rate = (self.length - self.position) / max(end - step, 1)
 

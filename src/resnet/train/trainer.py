@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..config import BudgetPlan, Config, parse_duration, save_config, to_dict
@@ -29,8 +29,10 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
-from .budget import MIN_MEASURED_STEPS, Stretch, plan_budget, shortened, time_evaluation, time_training_steps
+from .budget import (MIN_MEASURED_STEPS, REFIT_SHARE, Stretch, plan_budget, refitted, shortened, time_evaluation,
+                     time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
+from .ema import make_ema
 from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
 from .loop import NonFiniteLoss, TrainContext, first_nonfinite, train_step, weights_finite
@@ -86,7 +88,7 @@ class Trainer:
             cfg.budget_plan = self._plan_budget()  # a fresh budget run; a resumed one follows its saved plan
         self.total_steps, self.epochs = total_steps_for(cfg, self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
-        if cfg.budget_plan is not None:  # built for the first plan; compressed if the plan is shortened
+        if cfg.budget_plan is not None:  # built for the first plan; stretched or compressed when the plan changes
             length = cfg.budget_plan.schedule_steps
             self.scheduler = Stretch(build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, length),
                                      length)
@@ -162,8 +164,7 @@ class Trainer:
 
     def _make_ema(self, model: nn.Module) -> AveragedModel | None:
         cfg = self.cfg
-        return (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-                if cfg.ema else None)
+        return make_ema(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
 
     # ------------------------------------------------------------------------------------------------------- budget
 
@@ -197,27 +198,38 @@ class Trainer:
         return self.cfg.budget_plan.startup_seconds + self._elapsed()
 
     def _check_budget(self, loop_seconds: float) -> None:
-        """At a log step of a budget run: if the rest of the plan at the speed measured so far (``loop_seconds`` in
-        training steps since this process started training) would overrun the budget, end the run earlier and
-        compress its schedule to end there (rank 0 decides for every process)."""
+        """At a log step of a budget run, from the speed measured so far (``loop_seconds`` in training steps since
+        this process started training): once, when enough steps are timed, re-fit the plan to that speed, longer or
+        shorter (not in the last planned epoch, whose length is already fixed); after that, end the run earlier when
+        the rest of the plan would overrun. The schedule is stretched or compressed to end at the new last step;
+        rank 0 decides for every process."""
         plan, steps = self.cfg.budget_plan, self.ctx.step - self._first_step
         if steps < MIN_MEASURED_STEPS:  # too few steps to tell a slowdown from noise
             return
         step_s = loop_seconds / steps
-        new = shortened(plan, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s,
-                        self.steps_per_epoch, self.cfg.eval_every) if self.env.is_main else None
+        refit = (not plan.rechecked and steps >= REFIT_SHARE * plan.steps and self.epoch + 1 < self.epochs)
+        if self.env.is_main:
+            how = refitted if refit else shortened
+            new = how(plan, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s, self.steps_per_epoch,
+                      self.cfg.eval_every)
+        else:
+            new = None
         if self.env.enabled:
             new = int(dist.broadcast_floats([float(new or -1)], self.device)[0])
             new = None if new < 0 else new
-        if new is None or new >= self.total_steps:
+        plan.rechecked = plan.rechecked or refit
+        if new is not None and new != self.total_steps:
+            planned, plan.steps = plan.steps, new
+            self.scheduler.end_at(self.ctx.step, new)
+            self.total_steps, self.epochs = new, math.ceil(new / self.steps_per_epoch)
+            longer = new > planned
+            self._say(f"\n{'faster' if longer else 'slower'} than planned ({step_s:.3g} s per step, planned "
+                      f"{plan.step_seconds:.3g}): the run now ends at step {new:,} to {'fill' if longer else 'keep'} "
+                      f"its budget")
+        elif not refit:
             return
-        plan.steps = new
-        self.scheduler.compress(self.ctx.step, new)
-        self.total_steps, self.epochs = new, math.ceil(new / self.steps_per_epoch)
         if self.env.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")
-        self._say(f"\nslower than planned ({step_s:.3g} s per step, planned {plan.step_seconds:.3g}): the run now ends "
-                  f"at step {new:,} to keep its budget")
 
     # -------------------------------------------------------------------------------------------------- checkpoints
 
@@ -278,7 +290,7 @@ class Trainer:
             if self.ema is not None and ckpt.get("ema") is not None:
                 self.ema.load_state_dict(ckpt["ema"])
             if isinstance(self.scheduler, Stretch):  # the saved plan may be shorter than the checkpoint's schedule
-                self.scheduler.compress(ckpt["step"], self.total_steps)
+                self.scheduler.end_at(ckpt["step"], self.total_steps)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise UserError(f"{path} does not match this recipe's optimizer or schedule ({exc}); resume with the "
                             f"run's own config.yaml") from None
