@@ -21,7 +21,8 @@ data:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
 	else echo "Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist' or set RESNET_DATA"; fi
 
-# The main job: train the default recipe (ResNet-20 on Fashion-MNIST, ~10 min on 2 CPU cores), then evaluate it.
+# The main job: train the default recipe (ResNet-20 on Fashion-MNIST: a 10-minute budget, start-up and final test
+# included, on any machine), then evaluate it again with `resnet eval` (a few seconds).
 demo: setup data
 	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
 	$(VENV)/bin/resnet train --out $$run && $(VENV)/bin/resnet eval $$run
