@@ -5,8 +5,9 @@ NCHW, eager) over the same model and batch size, measured in the same run.
     python benchmarks/train_speed.py                 # CPU: resnet20 at 28x28 and resnet50 at 224
     python benchmarks/train_speed.py --device cuda   # the same on a GPU
 
-Prints a Markdown table: img/s, speed-up over the naive loop, and MFU where the device's peak is known
-(training FLOPs = 3 x forward MACs x 2 per image).
+Prints a Markdown table: img/s, speed-up over the naive loop, and MFU: model FLOP/s (training FLOPs = 3 x forward
+MACs x 2 per image) over the peak matmul FLOP/s of this machine in the row's precision, measured in the same run
+(the best of a few large matrix products), so the figure needs no datasheet and holds for any CPU or GPU.
 """
 
 from __future__ import annotations
@@ -27,18 +28,25 @@ from resnet.device import resolve_precision
 from resnet.table import format_table
 from resnet.train.loop import TrainContext, train_step
 
-# Dense peak TFLOP/s by device name fragment: (fp32 or tf32 used by fp32 matmuls, bf16/fp16 tensor cores).
-GPU_PEAKS = {"H200": (494.7, 989.4), "H100": (494.7, 989.4), "A100": (156.0, 312.0), "L4": (60.0, 121.0)}
+MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def peak_tflops(device: torch.device, precision: str, cpu_peak: float | None) -> float | None:
-    if device.type == "cpu":
-        return cpu_peak
-    name = torch.cuda.get_device_name(device)
-    for key, (fp32, half) in GPU_PEAKS.items():
-        if key in name:
-            return half if precision in ("bf16", "fp16") else fp32
-    return None
+def matmul_peak_tflops(device: torch.device, precision: str, seconds: float = 1.0) -> float:
+    """The machine's practical peak: the best TFLOP/s of square matrix products in ``precision`` (fp32 matmuls may
+    use TF32 on GPUs, as training does when it is allowed), timed for about ``seconds`` after a warm-up."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=MATMUL_DTYPES[precision]) for _ in range(2))
+    for _ in range(2):
+        torch.mm(a, b)
+    sync(device)
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return 2 * n**3 / best / 1e12
 
 
 class PerSampleDataset(Dataset):
@@ -128,8 +136,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per loop (default: 30 CPU, 100 CUDA)")
-    parser.add_argument("--cpu-peak-tflops", type=float, default=None,
-                        help="the CPU's fp32 peak, for MFU (e.g. cores x GHz x 32 FLOP/cycle for AVX2 FMA)")
     parser.add_argument("--only", choices=["resnet20", "resnet50"], help="measure one model only")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -137,6 +143,7 @@ def main() -> None:
     precision = resolve_precision("auto", device)
     steps = args.steps or (100 if cuda else 30)
     rows = []
+    peaks = {p: matmul_peak_tflops(device, p) for p in dict.fromkeys(["fp32", precision])}
 
     cases = []
     if args.only in (None, "resnet20"):
@@ -154,12 +161,9 @@ def main() -> None:
     for name, size, data, batch, padding, ours, tv in cases:
         macs = resnet.count_macs(ours(), (data.images.shape[1], size, size))
         train_flops = 3 * 2 * macs
-        peak = peak_tflops(device, precision, args.cpu_peak_tflops)
-        peak_fp32 = peak_tflops(device, "fp32", args.cpu_peak_tflops)
 
         def row(label, ips, prec, base):
-            p = peak if prec != "fp32" else peak_fp32
-            mfu = f"{100 * ips * train_flops / (p * 1e12):.1f}%" if p else ""
+            mfu = f"{100 * ips * train_flops / (peaks[prec] * 1e12):.1f}%"
             rate = f"{ips:,.1f}" if ips < 100 else f"{ips:,.0f}"  # ResNet-50 on a CPU runs at a few img/s
             rows.append([name, f"{size}x{size}", batch, label, prec, rate, f"{ips / base:.2f}x" if base else "1.00x",
                          mfu])
@@ -178,7 +182,9 @@ def main() -> None:
 
     where = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()}, " \
                                                             f"{torch.get_num_threads()} threads"
-    print(f"device: {where}; torch {torch.__version__}; timed steps per loop: {steps}\n")
+    measured = ", ".join(f"{p} {t:,.2f} TFLOP/s" for p, t in peaks.items())
+    print(f"device: {where}; torch {torch.__version__}; timed steps per loop: {steps}; measured matmul peak: "
+          f"{measured}\n")
     print(format_table(["model", "input", "batch", "loop", "precision", "img/s", "vs naive", "MFU"], rows,
                        align="llrllrrr"))
 
