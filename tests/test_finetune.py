@@ -123,8 +123,8 @@ def test_backbone_lr_splits_every_group_and_keeps_the_no_decay_split():
 
 @pytest.mark.parametrize("schedule", ["cosine", "step", "onecycle"])
 def test_every_schedule_keeps_the_backbone_at_its_fraction(schedule):
-    cfg = load_config(None, None, [f"schedule.name={schedule}", "schedule.warmup_epochs=1", "schedule.milestones=[5]",
-                                   "schedule.min_lr_factor=0.05"])
+    cfg = load_config(None, None, ["epochs=5", f"schedule.name={schedule}", "schedule.warmup_epochs=1",
+                                   "schedule.milestones=[5]", "schedule.min_lr_factor=0.05"])
     opt = build_optimizer(create_model("resnet20"), cfg.optim, 0.1, 0.25)
     sched = build_scheduler(opt, cfg.schedule, 4, 20)
     for _ in range(20):

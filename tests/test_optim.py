@@ -47,9 +47,9 @@ def test_cosine_with_linear_warmup():
 
 
 def test_step_milestones_in_epochs_and_iterations_agree():
-    by_epoch = load_config(None, None, ["schedule.name=step", "schedule.milestones=[2, 3]",
+    by_epoch = load_config(None, None, ["epochs=4", "schedule.name=step", "schedule.milestones=[2, 3]",
                                         "schedule.warmup_epochs=0"])
-    by_iter = load_config(None, None, ["schedule.name=step", "schedule.milestone_iters=[20, 30]",
+    by_iter = load_config(None, None, ["epochs=4", "schedule.name=step", "schedule.milestone_iters=[20, 30]",
                                        "schedule.warmup_epochs=0"])
     steps = [1, 20, 21, 30, 31, 40]
     assert lr_curve(by_epoch, 10, 40, steps) == pytest.approx(lr_curve(by_iter, 10, 40, steps))
