@@ -28,8 +28,8 @@ import resnet
 from resnet.device import cpu_summary, resolve_precision
 from resnet.models.registry import model_info
 from resnet.table import format_table
-from resnet.train.loop import TrainContext, train_step
-from train_speed import matmul_peak_tflops, sync
+from resnet.train.loop import train_step
+from train_speed import matmul_peak_tflops, sgd_context, sync
 
 OUTPUT_NAMES = ["resnet20", "plain20", "preact_resnet20", "resnet18", "resnet50", "resnext50_32x4d", "resnet50d",
                 "wide_resnet50_2", "preact_resnet50"]
@@ -83,10 +83,7 @@ def training_steps(device: torch.device, precision: str, steps: int) -> Row:
     finite."""
     torch.manual_seed(0)
     model = resnet.create_model("resnet20", in_chans=1).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, 0)
-    ctx = TrainContext(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
-                       torch.nn.CrossEntropyLoss(), device, precision)
+    ctx = sgd_context(model, model, device, precision, lr=0.05)
     g = torch.Generator().manual_seed(0)
     images = torch.randn(64, 1, 28, 28, generator=g).to(device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (64,), generator=g).to(device)
@@ -103,11 +100,8 @@ def resnet50_speed(device: torch.device, precision: str, batch: int, size: int, 
     """Training img/s of ResNet-50 on synthetic device tensors (no data loading), and MFU against ``peak``."""
     torch.manual_seed(0)
     model = resnet.create_model("resnet50").to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    run_model = torch.compile(model) if compiled else model
-    ctx = TrainContext(run_model, optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, 0),
-                       torch.amp.GradScaler(device.type, enabled=precision == "fp16"), torch.nn.CrossEntropyLoss(),
-                       device, precision)
+    ctx = sgd_context(model, torch.compile(model) if compiled else model, device, precision, lr=0.1,
+                      weight_decay=1e-4)
     images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 1000, (batch,), device=device)
     start = time.perf_counter()

@@ -100,10 +100,7 @@ def our_loop(model, data, batch, steps, device, padding, precision) -> float:
     loader = MemoryLoader(data, batch, device=device, mean=mean, std=std, train=True,
                           augment=Augment(padding, True, 0.0))
     model.to(device).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    ctx = TrainContext(model, opt, torch.optim.lr_scheduler.ConstantLR(opt, 1.0, 0),
-                       torch.amp.GradScaler(device.type, enabled=precision == "fp16"), torch.nn.CrossEntropyLoss(),
-                       device, precision)
+    ctx = sgd_context(model, model, device, precision, lr=0.01, weight_decay=1e-4)
     def run(epoch: int, n: int) -> None:
         for _, (images, labels) in zip(range(n), loader.epoch(epoch)):
             train_step(ctx, images, labels)
@@ -113,6 +110,16 @@ def our_loop(model, data, batch, steps, device, padding, precision) -> float:
     start = time.perf_counter()
     run(1, steps)
     return steps * batch / (time.perf_counter() - start)
+
+
+def sgd_context(model: torch.nn.Module, run_model: torch.nn.Module, device: torch.device, precision: str, lr: float,
+                weight_decay: float = 0.0) -> TrainContext:
+    """What `train_step` needs for plain SGD (momentum 0.9) at a constant ``lr`` on ``model``'s parameters, running
+    ``run_model`` (the model itself, or its torch.compile wrapper)."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return TrainContext(run_model, opt, torch.optim.lr_scheduler.ConstantLR(opt, 1.0, 0),
+                        torch.amp.GradScaler(device.type, enabled=precision == "fp16"), torch.nn.CrossEntropyLoss(),
+                        device, precision)
 
 
 def timed(loader, step, steps, batch, device, warm=3) -> float:

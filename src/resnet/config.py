@@ -390,11 +390,14 @@ LENGTH_FIELDS = ("budget", "iterations", "epochs")  # what decides how long a ru
 def prefer_asked_length(data: dict, asked: dict) -> None:
     """A run length the caller asks for (``epochs``, ``iterations`` or ``budget``) replaces the recipe's own: a
     budgeted recipe run with ``iterations=300`` trains 300 steps, an iteration-based one run with a budget fills it.
-    (``epochs`` needs no clearing: it only counts when neither of the others is set.)"""
+    (``epochs`` needs no clearing: it only counts when neither of the others is set.) A saved budget plan goes with
+    the budget it was made for."""
     if any(asked.get(key) is not None for key in LENGTH_FIELDS):
         for key in ("budget", "iterations"):
             if key not in asked:
                 data[key] = None
+        if "budget" not in asked:
+            data.pop("budget_plan", None)
 
 
 def _drop_other_datasets_fields(data: dict, recipe_data: dict, asked: dict) -> None:

@@ -187,9 +187,7 @@ class Trainer:
         eval_s = time_evaluation(evaluation("none"), self.data.eval_loader, self.device)
         test_s = time_evaluation(evaluation(cfg.test_tta), self.data.test, self.device)
         set_rng_state(state)
-        numbers = [step_s, eval_s, test_s, time.perf_counter() - self._init_t0]
-        if self.env.enabled:
-            numbers = dist.broadcast_floats(numbers, self.device)
+        numbers = dist.broadcast_floats([step_s, eval_s, test_s, time.perf_counter() - self._init_t0], self.device)
         return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
                            cfg.budget)
 
@@ -214,9 +212,8 @@ class Trainer:
                       self.cfg.eval_every)
         else:
             new = None
-        if self.env.enabled:
-            new = int(dist.broadcast_floats([float(new or -1)], self.device)[0])
-            new = None if new < 0 else new
+        new = int(dist.broadcast_floats([float(new or -1)], self.device)[0])
+        new = None if new < 0 else new
         plan.rechecked = plan.rechecked or refit
         if new is not None and new != self.total_steps:
             planned, plan.steps = plan.steps, new
