@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
-from resnet.train.budget import (FINISH_SECONDS, SAFETY, Stretch, plan_budget, seconds_per_step, shortened,
-                                 steps_that_fit)
+from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, refit_due,
+                                 seconds_per_step, shortened, steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
@@ -46,6 +46,17 @@ def lrs(run_dir: Path) -> dict[int, float]:
 
 # ----------------------------------------------------------------------------------------- arithmetic (milliseconds)
 
+
+
+def test_early_refits_come_at_their_shares_of_the_plan_and_then_stop():
+    plan = BudgetPlan(steps=1000, schedule_steps=1000, step_seconds=0.1, eval_seconds=1.0, test_seconds=1.0,
+                      startup_seconds=1.0)
+    due = []
+    for step in range(1, 1001):
+        if refit_due(plan, step):
+            due.append(step)
+            plan.refits += 1
+    assert due == [round(share * 1000) for share in REFIT_SHARES] and plan.refits == len(REFIT_SHARES)
 
 def test_durations():
     assert [parse_duration(t) for t in ("90s", "10m", "1h", "1h30m", "1.5h", "600", "2m30s", " 10M ")] == \
@@ -171,7 +182,7 @@ def test_slower_than_planned_shortens_the_run_and_compresses_its_schedule(tmp_pa
     assert last["scheduler"]["position"] == pytest.approx(2000)
 
 
-def test_faster_than_planned_lengthens_the_run_once_and_stretches_its_schedule(tmp_path):
+def test_faster_than_planned_lengthens_the_run_and_stretches_its_schedule(tmp_path):
     out = tmp_path / "run"
     # A plan made for a machine 10x slower than this one: 20 steps (2 epochs) of 0.5 s in a 25 s budget.
     proc = train(out, "--budget", "25s", "--set", plan_override(steps=20, schedule_steps=20, step_seconds=0.5))
@@ -179,7 +190,7 @@ def test_faster_than_planned_lengthens_the_run_once_and_stretches_its_schedule(t
     assert "faster than planned" in proc.stdout and "to fill its budget" in proc.stdout
     saved = yaml.safe_load((out / "config.yaml").read_text())["budget_plan"]
     results = json.loads((out / "results.json").read_text())
-    assert saved["rechecked"] and results["steps"] == saved["steps"] > 20 and saved["schedule_steps"] == 20
+    assert saved["refits"] >= 1 and results["steps"] == saved["steps"] > 20 and saved["schedule_steps"] == 20
     assert results["budget"]["seconds_used"] > 0.5 * 25  # the budget is used, not the 20 steps' few seconds
     lr = lrs(out)
     assert lr[max(lr)] < 0.2 * lr[4]  # stretched to end at the new last step: near the cosine's end there
@@ -187,7 +198,7 @@ def test_faster_than_planned_lengthens_the_run_once_and_stretches_its_schedule(t
 
 def test_sigkill_then_resume_follows_the_saved_plan_bit_identically(tmp_path):
     # A fixed plan, already re-fitted, in a generous budget: neither lengthened nor shortened, killed or not.
-    plan = plan_override(steps=40, schedule_steps=40, rechecked=True)
+    plan = plan_override(steps=40, schedule_steps=40, refits=len(REFIT_SHARES))
     common = ["--budget", "10m", "--set", plan, "--set", "deterministic=true", "--set", "checkpoint_every=4",
               "--set", "log_every=1"]
     reference = train(tmp_path / "ref", *common)

@@ -76,13 +76,13 @@ class FinetuneConfig:
 class BudgetPlan:
     """What a ``budget`` run decided before its first step (written to config.yaml, so a resumed run follows it)."""
 
-    steps: int  # the run's last step (re-fitted once to the run's own speed, then lowered if the machine slows down)
+    steps: int  # the run's last step (re-fitted early to the run's own speed, then lowered if the machine slows down)
     schedule_steps: int  # the length the learning-rate schedule was built for (the first plan's steps)
     step_seconds: float  # measured seconds per training step
     eval_seconds: float  # measured seconds per evaluation pass
     test_seconds: float  # measured seconds of the final test (with its test-time augmentation)
     startup_seconds: float  # seconds from the start to the plan: data, model, timing
-    rechecked: bool = False  # the plan was re-fitted to the run's own measured speed (done once, early)
+    refits: int = 0  # re-fits to the run's own measured speed done so far (train/budget.py: REFIT_SHARES)
 
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")

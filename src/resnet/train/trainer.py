@@ -29,7 +29,7 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
-from .budget import (MIN_MEASURED_STEPS, REFIT_SHARE, Stretch, plan_budget, refitted, shortened, time_evaluation,
+from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, shortened, time_evaluation,
                      time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .ema import make_ema
@@ -197,15 +197,15 @@ class Trainer:
 
     def _check_budget(self, loop_seconds: float) -> None:
         """At a log step of a budget run, from the speed measured so far (``loop_seconds`` in training steps since
-        this process started training): once, when enough steps are timed, re-fit the plan to that speed, longer or
-        shorter (not in the last planned epoch, whose length is already fixed); after that, end the run earlier when
-        the rest of the plan would overrun. The schedule is stretched or compressed to end at the new last step;
+        this process started training): early on, when each share of the plan is timed, re-fit the plan to that
+        speed, longer or shorter (not in the last planned epoch, whose length is already fixed); after that, end the
+        run earlier when the rest of the plan would overrun. The schedule is stretched or compressed to end at the new last step;
         rank 0 decides for every process."""
         plan, steps = self.cfg.budget_plan, self.ctx.step - self._first_step
         if steps < MIN_MEASURED_STEPS:  # too few steps to tell a slowdown from noise
             return
         step_s = loop_seconds / steps
-        refit = (not plan.rechecked and steps >= REFIT_SHARE * plan.steps and self.epoch + 1 < self.epochs)
+        refit = refit_due(plan, steps) and self.epoch + 1 < self.epochs
         if self.env.is_main:
             how = refitted if refit else shortened
             new = how(plan, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s, self.steps_per_epoch,
@@ -214,7 +214,7 @@ class Trainer:
             new = None
         new = int(dist.broadcast_floats([float(new or -1)], self.device)[0])
         new = None if new < 0 else new
-        plan.rechecked = plan.rechecked or refit
+        plan.refits += refit
         if new is not None and new != self.total_steps:
             planned, plan.steps = plan.steps, new
             self.scheduler.end_at(self.ctx.step, new)
