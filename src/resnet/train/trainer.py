@@ -356,8 +356,9 @@ class Trainer:
                   f"{self.total_steps / self.steps_per_epoch:.4g} epochs of {self.steps_per_epoch}")
         if cfg.budget_plan is not None:
             p = cfg.budget_plan
-            shorter = f" (shortened from {p.schedule_steps:,})" if p.steps < p.schedule_steps else ""
-            self._say(f"budget {format_duration(self.budget_seconds)}: {p.steps:,} steps{shorter}, planned from "
+            changed = ("" if p.steps == p.schedule_steps else
+                       f" ({'shortened' if p.steps < p.schedule_steps else 'lengthened'} from {p.schedule_steps:,})")
+            self._say(f"budget {format_duration(self.budget_seconds)}: {p.steps:,} steps{changed}, planned from "
                       f"{p.step_seconds:.3g} s per step, {p.eval_seconds:.3g} s per evaluation, {p.test_seconds:.3g} s "
                       f"for the final test and {p.startup_seconds:.3g} s of start-up measured here; the lr schedule "
                       f"ends at the last step")
