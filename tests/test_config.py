@@ -104,7 +104,7 @@ def test_unknown_names_list_the_valid_ones():
         load_config(None, None, ["data.name=svhn"])
 
 
-def test_a_run_length_asked_for_replaces_the_recipes():
+def test_a_run_length_asked_for_replaces_the_recipes(tmp_path):
     default = load_config()
     assert (default.budget, default.iterations) == ("10m", None)  # the default recipe fills 10 minutes
     assert (load_config(None, {"iterations": 300}).budget, load_config(None, {"iterations": 300}).iterations) == \
@@ -113,7 +113,10 @@ def test_a_run_length_asked_for_replaces_the_recipes():
     assert (by_epochs.budget, by_epochs.iterations, by_epochs.epochs) == (None, None, 2)
     paper = load_config("cifar10-resnet20-paper", {"budget": "1h", "schedule.name": "cosine"})
     assert (paper.budget, paper.iterations) == ("1h", None)
-    long = load_config("fashion-mnist-resnet20-long")  # its own epochs replace the budget of the recipe it extends
-    assert (long.budget, long.iterations, long.epochs) == (None, None, 50)
+    (tmp_path / "epochs.yaml").write_text("base: fashion-mnist-resnet20\nepochs: 50\n")
+    by_recipe = load_config(str(tmp_path / "epochs.yaml"))  # a recipe's own epochs replace its base's budget
+    assert (by_recipe.budget, by_recipe.iterations, by_recipe.epochs) == (None, None, 50)
+    long = load_config("fashion-mnist-resnet20-long")  # its own budget replaces its base's
+    assert (long.budget, long.iterations) == ("1h", None)
     with pytest.raises(UserError, match="either budget or iterations"):
         load_config(None, {"budget": "10m", "iterations": 100})
