@@ -31,10 +31,11 @@ VARIANTS: dict[str, list[str]] = {
     "EMA without decay warm-up": ["ema_warmup=false"],
     "no flip TTA at test": ["test_tta=none"],
     "zero-init last BN of each block": ["model.kwargs.zero_init_residual=true"],
-    "batch 256, lr 0.2": ["batch_size=256"],  # the recipe's lr is per 128 images: scaled linearly
+    "batch 128, lr 0.1": ["batch_size=128"],  # the recipe's lr is per 128 images: scaled linearly
+    "linear decay to zero (Li et al. 2020)": ["schedule.name=linear"],
     "crop padding 4": ["data.crop_padding=4"],
     "all 60k training images (no validation split)": ["data.val_split=0"],
-    "before issue 12 (no LS, no EMA)": ["label_smoothing=0", "ema=0"],
+    "before issue 12 (no LS, no EMA, batch 128)": ["label_smoothing=0", "ema=0", "batch_size=128"],
 }
 
 
