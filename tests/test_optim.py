@@ -60,7 +60,8 @@ def test_linear_lr_scaling():
     assert scaled_lr(cfg) == pytest.approx(0.2)
     assert scaled_lr(cfg, world_size=4) == pytest.approx(0.8)
     # --batch-size on the command line keeps the recipe's reference batch: lr follows the batch
-    assert scaled_lr(load_config(None, {"batch_size": 64})) == pytest.approx(load_config().optim.lr / 2)
+    recipe = load_config()
+    assert scaled_lr(load_config(None, {"batch_size": 64})) == pytest.approx(recipe.optim.lr * 64 / recipe.batch_size)
 
 
 def test_no_weight_decay_on_bn_and_bias():

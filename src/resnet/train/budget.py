@@ -6,9 +6,10 @@ the number of steps follows, and the recipe's schedule is built to end exactly t
 after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
 training goes the plan is re-checked against the run's own speed: three times early on (at 2%, 10% and 25% of the
 plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen on
-a 2-core CPU, and a shared machine's speed drifts); after that it is only shortened, when the machine slows down. Either way the schedule is stretched or compressed to end at the new last
-step, with no jump in the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so
-a resumed run follows it rather than planning again.
+a 2-core CPU, and a shared machine's speed drifts); after that it is only shortened, when the machine slows down.
+Either way the schedule is stretched or compressed to end at the new last step, with no jump in the learning rate
+(:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it rather than
+planning again.
 """
 
 from __future__ import annotations
