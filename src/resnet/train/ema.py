@@ -22,25 +22,40 @@ def ema_decay(decay: float, updates: int, warmup: bool = True) -> float:
     return min(decay, 1 - (1 + updates) ** -WARMUP_POWER) if warmup else decay
 
 
-def ema_multi_avg_fn(decay: float, warmup: bool = True):
-    """``AveragedModel`` multi-tensor update: lerp the floating-point tensors towards the model by
-    ``max(1 - decay, (1 + n) ** -power)`` with warm-up, ``1 - decay`` without; integer buffers (BatchNorm's
-    ``num_batches_tracked``) are copied, where torch's own EMA function would average and truncate them."""
+class WeightEMA(AveragedModel):
+    """torch's ``AveragedModel`` (same state dict: ``module.*`` and ``n_averaged``; same use as an eval model) with an
+    update that never waits for the device. ``AveragedModel.update_parameters`` reads ``n_averaged`` on the host twice
+    per call, which on a GPU stalls the training loop at every step until the device has caught up.
+
+    Floating-point parameters and buffers are lerped towards the model by ``max(1 - decay, (1 + n) ** -power)``
+    with warm-up, ``1 - decay`` without; the first update (n = 0) has weight 1, a copy, as in ``AveragedModel``.
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied, where torch's EMA function would average and
+    truncate them."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
+        super().__init__(model, use_buffers=True)
+        self.decay, self.warmup = decay, warmup
 
     @torch.no_grad()
-    def update(ema_params: list[torch.Tensor], model_params: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        if not torch.is_floating_point(ema_params[0]):
-            torch._foreach_copy_(ema_params, model_params)
-            return
-        if warmup:
-            weight = torch.clamp((1 + n_averaged.double()) ** -WARMUP_POWER, min=1 - decay).to(ema_params[0].dtype)
-            torch._foreach_lerp_(ema_params, model_params, [weight] * len(ema_params))
-        else:
-            torch._foreach_lerp_(ema_params, model_params, 1 - decay)
+    def update_parameters(self, model: nn.Module) -> None:
+        ours = [*self.module.parameters(), *self.module.buffers()]
+        theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        n = self.n_averaged.double()
+        weight = ((1 + n) ** -WARMUP_POWER).clamp(min=1 - self.decay) if self.warmup else \
+            torch.where(n == 0, 1.0, 1 - self.decay)
+        by_dtype: dict[torch.dtype, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for mine, source in zip(ours, theirs, strict=True):
+            group = by_dtype.setdefault(mine.dtype, ([], []))
+            group[0].append(mine)
+            group[1].append(source.to(mine.device))
+        for dtype, (mine, source) in by_dtype.items():
+            if dtype.is_floating_point:
+                torch._foreach_lerp_(mine, source, [weight.to(dtype)] * len(mine))
+            else:
+                torch._foreach_copy_(mine, source)
+        self.n_averaged += 1
 
-    return update
 
-
-def make_ema(model: nn.Module, decay: float, warmup: bool = True) -> AveragedModel:
+def make_ema(model: nn.Module, decay: float, warmup: bool = True) -> WeightEMA:
     """An EMA copy of ``model`` (parameters and BatchNorm buffers), updated with ``update_parameters(model)``."""
-    return AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(decay, warmup), use_buffers=True)
+    return WeightEMA(model, decay, warmup)
