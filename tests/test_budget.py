@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
-from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, refit_due,
-                                 seconds_per_step, shortened, steps_that_fit)
+from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, process_start,
+                                 refit_due, seconds_per_step, shortened, steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
@@ -234,3 +234,12 @@ def test_too_short_a_budget_is_refused_before_anything_is_written(tmp_path):
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith("resnet: error: a budget of 2s leaves room for") and "use --budget" in message
     assert not out.exists()
+
+
+def test_a_command_line_budget_counts_from_the_start_of_its_process():
+    """The interpreter's start and the imports (seconds on a cold machine) are part of what a budget covers."""
+    code = ("import time; time.sleep(1.0); from resnet.train.budget import process_start; "
+            "print(time.perf_counter() - process_start())")
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 1.0 <= age < 60
+    assert process_start(max_age_s=0.0) == pytest.approx(time.perf_counter(), abs=0.5)  # too old: counts from now

@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import Config, build, load_config, parse_override, prefer_asked_length, set_dotted, validate
     from .runs import saved_config
     from .train import distributed
+    from .train.budget import process_start
     from .train.trainer import train
 
     if args.nproc and args.nproc > 1 and not distributed.launched_by_torchrun():
@@ -80,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = validate(build(Config, data))
     else:
         cfg = load_config(args.config, overrides, args.set)
-    train(cfg, resume=args.resume)
+    train(cfg, resume=args.resume, started=process_start())  # a --budget covers the whole command
     return 0
 
 

@@ -15,6 +15,7 @@ planning again.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -31,6 +32,18 @@ MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slo
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
 REFIT_SHARES = (0.02, 0.1, 0.25)  # the plan is re-fitted, longer or shorter, once each share of it has been timed
+
+
+def process_start(max_age_s: float = 120.0) -> float:
+    """The ``time.perf_counter()`` reading of this process's start (Linux: /proc/self/stat), so that a command-line
+    budget also covers the interpreter's start and the imports (seconds on a cold machine). Elsewhere, or when the
+    process is older than ``max_age_s`` (not a fresh command: a notebook, a test runner), it is now."""
+    try:
+        fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 onwards
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime
+    except (OSError, AttributeError, IndexError, ValueError):
+        return time.perf_counter()
+    return time.perf_counter() - (age if 0.0 <= age <= max_age_s else 0.0)
 
 
 def refit_due(plan: BudgetPlan, steps_timed: int) -> bool:

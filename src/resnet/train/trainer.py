@@ -52,8 +52,9 @@ class RunResult:
 class Trainer:
     """Holds the state of one run; :meth:`run` trains it to the end."""
 
-    def __init__(self, cfg: Config, resume: str | Path | None = None, log=print):
-        self._init_t0 = time.perf_counter()
+    def __init__(self, cfg: Config, resume: str | Path | None = None, log=print, started: float | None = None):
+        # A budget counts from ``started`` (a perf_counter() reading; the command line passes its process's start).
+        self._init_t0 = time.perf_counter() if started is None else started
         self.cfg = cfg
         self.env = dist.init_distributed(resolve_device(cfg.device))
         self.device = dist.device_for(self.env, resolve_device(cfg.device))
@@ -518,11 +519,12 @@ class Trainer:
         return RunResult(self.run_dir, test, results)
 
 
-def train(cfg: Config, resume: str | Path | None = None, log=print) -> RunResult:
-    """Train ``cfg`` to the end (or continue the run of checkpoint ``resume``; ``"auto"`` = newest in cfg.out)."""
+def train(cfg: Config, resume: str | Path | None = None, log=print, started: float | None = None) -> RunResult:
+    """Train ``cfg`` to the end (or continue the run of checkpoint ``resume``; ``"auto"`` = newest in cfg.out).
+    A budget counts from ``started`` (a ``time.perf_counter()`` reading), by default from this call."""
     if resume is None and dist.elastic_restart() and cfg.out and latest_valid_checkpoint(Path(cfg.out)):
         resume = "auto"  # torchrun restarted the group after a failure: continue from the last checkpoint
-    trainer = Trainer(cfg, resume=resume, log=log)
+    trainer = Trainer(cfg, resume=resume, log=log, started=started)
     try:
         return trainer.run()
     finally:
