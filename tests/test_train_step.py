@@ -54,3 +54,20 @@ def test_a_training_step_of_the_default_recipe_reads_nothing_back_from_the_devic
         loss, errors = train_step(trainer.ctx, images, labels)
     assert mode.reads == []
     assert torch.isfinite(loss) and 0 <= int(errors) <= 32
+
+
+def test_cuda_graphs_apply_only_to_a_plain_step_on_one_cuda_device(tmp_path):
+    """Where a step cannot be captured, the run says why and trains eagerly (benchmarks/gpu_check.py checks the graphed
+    step itself against eager steps on a GPU)."""
+    from resnet.train.cuda_graph import make_step, why_not_graphed
+
+    cfg = load_config(None, {"out": str(tmp_path), "data.train_limit": 512, "data.val_split": 128,
+                             "data.test_limit": 128, "epochs": 1, "budget": None, "batch_size": 32})
+    ctx = Trainer(cfg, log=lambda *a, **k: None).ctx
+    assert why_not_graphed(ctx, distributed=False, compiled=False) == "not a CUDA device"
+    assert not hasattr(make_step(ctx, enabled=True), "graphed")  # on the CPU: train_step itself
+    ctx.device = torch.device("cuda")  # the reasons a CUDA run would give (nothing runs on it here)
+    assert why_not_graphed(ctx, distributed=False, compiled=False) is None
+    assert why_not_graphed(ctx, distributed=True, compiled=True) == "several processes (DDP), torch.compile"
+    ctx.mixer = lambda images, labels, step: (images, labels)
+    assert why_not_graphed(ctx, distributed=False, compiled=False) == "MixUp/CutMix"

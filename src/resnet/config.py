@@ -121,6 +121,7 @@ class Config:
     precision: Precision = "auto"  # auto: bf16 where the hardware runs it natively, else fp32 (fp16 on old GPUs)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
+    cuda_graph: bool = True  # on one CUDA device, replay each step's forward and backward from a CUDA graph
     grad_clip: float = 0.0  # max gradient norm (0 = off)
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms: bit-exact reruns and resumes

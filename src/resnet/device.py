@@ -88,9 +88,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def autocast(device: torch.device, precision: str):
-    """The autocast context for a resolved precision (a no-op for fp32)."""
+def autocast(device: torch.device, precision: str, cache: bool = True):
+    """The autocast context for a resolved precision (a no-op for fp32). ``cache=False`` while a CUDA graph is being
+    captured: the cache of cast weights must not outlive the capture."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)

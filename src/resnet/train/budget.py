@@ -107,11 +107,13 @@ def _sync(device: torch.device) -> None:
 
 
 def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], batches: Iterable,
-                        device: torch.device) -> float:
-    """Seconds per call of ``step(images, labels)``: one untimed warm-up call, then up to :data:`MAX_PROBE_STEPS`
-    timed ones (fewer once :data:`MAX_PROBE_SECONDS` have gone by)."""
+                        device: torch.device, untimed: int = 1) -> float:
+    """Seconds per call of ``step(images, labels)``: ``untimed`` warm-up calls (a CUDA-graph step needs its eager
+    steps and its capture), then up to :data:`MAX_PROBE_STEPS` timed ones (fewer once :data:`MAX_PROBE_SECONDS` have
+    gone by)."""
     it = iter(batches)
-    step(*next(it))
+    for images, labels in islice(it, untimed):
+        step(images, labels)
     _sync(device)
     start, done = time.perf_counter(), 0
     for images, labels in islice(it, MAX_PROBE_STEPS):

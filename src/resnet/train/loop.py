@@ -48,11 +48,27 @@ def train_step(ctx: TrainContext, images: torch.Tensor, labels: torch.Tensor) ->
     targets = labels
     if ctx.mixer is not None:
         images, targets = ctx.mixer(images, labels, ctx.step)
-    with autocast(ctx.device, ctx.precision):
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss, errors = forward_backward(ctx, images, targets, labels)
+    apply_update(ctx)
+    return loss, errors
+
+
+def forward_backward(ctx: TrainContext, images: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
+                     autocast_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of one batch (into ``.grad``), and its (mean loss, misclassified count) as device tensors: the
+    part of a step that a CUDA graph can replay (:mod:`.cuda_graph`)."""
+    with autocast(ctx.device, ctx.precision, cache=autocast_cache):
         logits = ctx.model(images)
         loss = ctx.criterion(logits, targets)
-    ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(loss).backward()
+    with torch.no_grad():
+        errors = (logits.argmax(1) != labels).sum()
+    return loss.detach(), errors
+
+
+def apply_update(ctx: TrainContext) -> None:
+    """After the backward pass: clipping, the optimizer and loss-scaler steps, the schedule and the EMA."""
     if ctx.grad_clip:
         ctx.scaler.unscale_(ctx.optimizer)
         nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.grad_clip)
@@ -62,9 +78,6 @@ def train_step(ctx: TrainContext, images: torch.Tensor, labels: torch.Tensor) ->
     ctx.step += 1
     if ctx.ema is not None and ctx.step % ctx.ema_every == 0:
         ctx.ema.update_parameters(ctx.model)
-    with torch.no_grad():
-        errors = (logits.argmax(1) != labels).sum()
-    return loss.detach(), errors
 
 
 def first_nonfinite(losses: torch.Tensor) -> int | None:

@@ -32,10 +32,11 @@ from . import distributed as dist
 from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, shortened, time_evaluation,
                      time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
+from .cuda_graph import WARMUP_STEPS, GraphedStep, make_step, why_not_graphed
 from .ema import make_ema
 from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
-from .loop import NonFiniteLoss, TrainContext, first_nonfinite, train_step, weights_finite
+from .loop import NonFiniteLoss, TrainContext, first_nonfinite, weights_finite
 from .optim import build_optimizer, build_scheduler, scaled_lr, total_steps_for
 from .setup import build_model, configure_torch, default_run_dir, make_card, make_mixer
 
@@ -109,6 +110,7 @@ class Trainer:
             train_model = torch.compile(train_model)
         self.ctx = self._context(train_model, self.optimizer, self.scheduler, self.scaler, self.ema,
                                  freeze=self.finetune.apply if self.finetune else None)
+        self.step_fn = self._make_step(self.ctx)
         if resume is not None:
             self.run_dir = resume_run_dir(resume, cfg.out)
             if ckpt is not None:
@@ -163,6 +165,11 @@ class Trainer:
     def _make_scaler(self) -> torch.amp.GradScaler:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
+    def _make_step(self, ctx: TrainContext):
+        """The step function: forward and backward replayed from a CUDA graph where that applies (cuda_graph)."""
+        return make_step(ctx, self.cfg.cuda_graph, distributed=self.env.enabled, compiled=self.cfg.compile,
+                         log=self._say)
+
     def _make_ema(self, model: nn.Module) -> AveragedModel | None:
         cfg = self.cfg
         return make_ema(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
@@ -177,8 +184,9 @@ class Trainer:
         optimizer = build_optimizer(model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
         ctx = self._context(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
                             self._make_scaler(), self._make_ema(model))
-        step_s = time_training_steps(lambda images, labels: train_step(ctx, images, labels),
-                                     self.data.train.epoch(0), self.device)
+        step = self._make_step(ctx)
+        step_s = time_training_steps(step, self.data.train.epoch(0), self.device,
+                                     untimed=WARMUP_STEPS + 1 if isinstance(step, GraphedStep) else 1)
 
         def evaluation(tta: str):
             return lambda batches: evaluate(model, batches, device=self.device, precision=self.precision,
@@ -352,7 +360,8 @@ class Trainer:
                   f"({d.train.size:,} training images, {len(d.classes)} classes, evaluated on the {d.eval_set} set of "
                   f"{d.eval_loader.size:,})")
         self._say(f"device {self.device} x {self.env.world} process(es), {self.precision}"
-                  f"{', channels_last' if cfg.channels_last else ''}; global batch {self.global_batch}, lr "
+                  f"{', channels_last' if cfg.channels_last else ''}{self._graph_note()}; global batch "
+                  f"{self.global_batch}, lr "
                   f"{self.lr:g} ({cfg.optim.name}, {cfg.schedule.name}); {self.total_steps:,} steps = "
                   f"{self.total_steps / self.steps_per_epoch:.4g} epochs of {self.steps_per_epoch}")
         if cfg.budget_plan is not None:
@@ -367,6 +376,15 @@ class Trainer:
             self._say(self.init_note)
         if self.finetune:
             self._say(self.finetune.describe())
+
+    def _graph_note(self) -> str:
+        """The banner's word on CUDA graphs: only on a CUDA device, where they are the default."""
+        if self.device.type != "cuda":
+            return ""
+        if isinstance(self.step_fn, GraphedStep):
+            return ", CUDA graph"
+        why = why_not_graphed(self.ctx, self.env.enabled, self.cfg.compile) if self.cfg.cuda_graph else "cuda_graph off"
+        return f", no CUDA graph ({why})"
 
     def run(self) -> RunResult:
         self._banner()
@@ -407,7 +425,7 @@ class Trainer:
             epoch_start = time.perf_counter()
             for images, labels in self.data.train.epoch(epoch, self.step_in_epoch):
                 lr = self.optimizer.param_groups[0]["lr"]
-                loss, errors = train_step(self.ctx, images, labels)
+                loss, errors = self.step_fn(images, labels)
                 self.step_in_epoch, done, counted = self.step_in_epoch + 1, done + 1, counted + labels.shape[0]
                 stats = torch.stack([loss.double() * labels.shape[0], errors.double(),
                                      torch.full((), float(labels.shape[0]), dtype=torch.float64, device=self.device)])
