@@ -1,5 +1,5 @@
-"""Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget, all included (start-up,
-training, the evaluations the recipe asks for, the final test), and keeping to it.
+"""Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget, all included (start-up from
+the command's own start, training, the evaluations the recipe asks for, the final test), and keeping to it.
 
 Before the run starts, a few real training steps and evaluation batches are timed on a throw-away copy of the model;
 the number of steps follows, and the recipe's schedule is built to end exactly there (budget-aware decay to zero,

@@ -55,7 +55,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, resume: str | Path | None = None, log=print, started: float | None = None):
         # A budget counts from ``started`` (a perf_counter() reading; the command line passes its process's start).
-        self._init_t0 = time.perf_counter() if started is None else started
+        self._budget_t0 = time.perf_counter() if started is None else started
         self.cfg = cfg
         self.env = dist.init_distributed(resolve_device(cfg.device))
         self.device = dist.device_for(self.env, resolve_device(cfg.device))
@@ -196,7 +196,7 @@ class Trainer:
         eval_s = time_evaluation(evaluation("none"), self.data.eval_loader, self.device)
         test_s = time_evaluation(evaluation(cfg.test_tta), self.data.test, self.device)
         set_rng_state(state)
-        numbers = dist.broadcast_floats([step_s, eval_s, test_s, time.perf_counter() - self._init_t0], self.device)
+        numbers = dist.broadcast_floats([step_s, eval_s, test_s, time.perf_counter() - self._budget_t0], self.device)
         return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
                            cfg.budget)
 
