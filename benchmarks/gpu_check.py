@@ -259,9 +259,12 @@ def main() -> int:
         rows.append(Row("resnet50 training, torch.compile", "skipped (--quick)"))
     else:
         rows.append(resnet50_speed(device, precision, batch, size, steps, compiled=True, peak=peak))
-    extra = ["--set", "data.train_limit=2048", "--set", "data.val_split=512", "--set", "data.test_limit=500"]
-    rows += fashion_mnist_budget(device, "25s" if quick else "60s", extra if quick else [],
-                                 None if quick else 10.0, check_budget=not quick, run_dir=args.run_dir)
+    # The default recipe, timed against 5,000 held-out validation images evaluated at every epoch (the recipe itself
+    # trains on all 60,000 and evaluates every 3rd epoch): the conditions the README's GPU table was measured in.
+    timing = ["--set", "eval_every=1", "--set", "data.val_split=" + ("512" if quick else "5000")]
+    small = ["--set", "data.train_limit=2048", "--set", "data.test_limit=500"] if quick else []
+    rows += fashion_mnist_budget(device, "25s" if quick else "60s", timing + small, None if quick else 10.0,
+                                 check_budget=not quick, run_dir=args.run_dir)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_summary()
     print(f"device: {where}; torch {torch.__version__}; precision {precision}; measured {precision} matmul peak "

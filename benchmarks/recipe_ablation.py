@@ -34,7 +34,7 @@ VARIANTS: dict[str, list[str]] = {
     "batch 128, lr 0.1": ["batch_size=128"],  # the recipe's lr 0.2 is for its batch of 256: scaled linearly
     "linear decay to zero (Li et al. 2020)": ["schedule.name=linear"],
     "crop padding 4": ["data.crop_padding=4"],
-    "all 60k training images (no validation split)": ["data.val_split=0"],
+    "5,000 held out for validation, evaluated every epoch": ["data.val_split=5000", "eval_every=1"],
     "before issue 12 (no LS, no EMA, batch 128)": ["label_smoothing=0", "ema=0", "batch_size=128"],
 }
 

@@ -102,7 +102,7 @@ def write_folder(root, bad: bool):
         (root / "train" / "light" / "zero.jpg").write_bytes(b"")
 
 
-# No data.val_split here: the default recipe's Fashion-MNIST `val_split: 5000` must not carry over to a folder.
+# No data.val_split here: a folder run takes its own split, never a Fashion-MNIST recipe's.
 FOLDER_ARGS = ["--model", "resnet20", "--batch-size", "8", "--iterations", "4", "--set", "data.image_size=32",
                "--set", "data.eval_resize=36", "--set", "data.workers=0", "--set", "threads=1"]
 

@@ -85,14 +85,16 @@ def test_recipe_base_inheritance_and_user_file(tmp_path):
         load_config("cifar10-resnet57-paper")
 
 
-def test_dataset_specific_fields_do_not_leak_into_another_data_set():
-    """The default recipe holds out 5,000 Fashion-MNIST images; a run on a folder of 180 photos must not."""
-    assert load_config().data.val_split == 5000
-    moved = load_config(None, {"data.name": "imagefolder:photos", "model.name": "resnet18"})
-    assert moved.data.val_split == 0 and moved.data.name == "imagefolder:photos"
-    asked = load_config(None, {"data.name": "imagefolder:photos"}, ["data.val_split=0.1"])
+def test_dataset_specific_fields_do_not_leak_into_another_data_set(tmp_path):
+    """A recipe that holds out 5,000 Fashion-MNIST images; a run of it on a folder of 180 photos must not."""
+    recipe = tmp_path / "held-out.yaml"
+    recipe.write_text("base: fashion-mnist-resnet20\ndata:\n  val_split: 5000\n  train_limit: 20000\n")
+    assert load_config(str(recipe)).data.val_split == 5000
+    moved = load_config(str(recipe), {"data.name": "imagefolder:photos", "model.name": "resnet18"})
+    assert moved.data.val_split == 0 and moved.data.train_limit is None and moved.data.name == "imagefolder:photos"
+    asked = load_config(str(recipe), {"data.name": "imagefolder:photos"}, ["data.val_split=0.1"])
     assert asked.data.val_split == 0.1  # given again on the command line: kept
-    assert load_config(None, {"data.name": "fashion-mnist"}).data.val_split == 5000  # the same set: kept
+    assert load_config(str(recipe), {"data.name": "fashion-mnist"}).data.val_split == 5000  # the same set: kept
 
 
 def test_unknown_names_list_the_valid_ones():
