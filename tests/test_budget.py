@@ -153,7 +153,8 @@ def test_a_budget_run_plans_from_measured_speed_and_ends_its_schedule_there(tmp_
     out = tmp_path / "run"
     proc = train(out, "--budget", "25s", "--set", "schedule.name=linear")
     assert proc.returncode == 0, proc.stderr
-    plan = yaml.safe_load((out / "config.yaml").read_text())["budget_plan"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    plan = saved["budget_plan"]
     assert plan["steps"] >= 16 and plan["step_seconds"] > 0 and plan["test_seconds"] > 0
     assert plan["startup_seconds"] > 0
     assert f"budget 0:25: {plan['schedule_steps']:,} steps" in proc.stdout
@@ -162,7 +163,7 @@ def test_a_budget_run_plans_from_measured_speed_and_ends_its_schedule_there(tmp_
     # the first plan's own arithmetic fits the budget (the re-fit then uses the run's measured speed), and the lr
     # schedule ends at the last step
     spent = plan["startup_seconds"] + plan["schedule_steps"] * seconds_per_step(plan["step_seconds"], plan["eval_seconds"],
-                                                                       16, 1)
+                                                                       16, saved["eval_every"])
     assert spent + plan["eval_seconds"] + plan["test_seconds"] + FINISH_SECONDS <= 25 * (1 - SAFETY) + 1e-9
     # Linear decay to 0 at the planned step: the lr logged at step s is the one step s used, peak x (1 - (s-1)/T).
     lr, total = lrs(out), plan["schedule_steps"]
