@@ -50,6 +50,11 @@ class GraphedStep:
     def graphed(self) -> bool:
         return self.graph is not None
 
+    @property
+    def setup_calls(self) -> int:
+        """Calls before the replays begin (the eager warm-up steps and the capture): untimed when timing steps."""
+        return self.warmup + 1
+
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.calls += 1
         if self.failed is not None:

@@ -32,7 +32,7 @@ from . import distributed as dist
 from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, shortened, time_evaluation,
                      time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
-from .cuda_graph import WARMUP_STEPS, GraphedStep, make_step, why_not_graphed
+from .cuda_graph import GraphedStep, make_step, why_not_graphed
 from .ema import make_ema
 from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
@@ -186,7 +186,7 @@ class Trainer:
                             self._make_scaler(), self._make_ema(model))
         step = self._make_step(ctx)
         step_s = time_training_steps(step, self.data.train.epoch(0), self.device,
-                                     untimed=WARMUP_STEPS + 1 if isinstance(step, GraphedStep) else 1)
+                                     untimed=step.setup_calls if isinstance(step, GraphedStep) else 1)
 
         def evaluation(tta: str):
             return lambda batches: evaluate(model, batches, device=self.device, precision=self.precision,
