@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from resnet.errors import UserError
-from resnet.evaluate import TTA_MODES, evaluate, tta_views
+from resnet.evaluate import TTA_MODES, black_level, evaluate, translate, tta_views
 
 
 def test_ten_crop_views_are_the_corners_centre_and_their_mirrors():
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
-    views = tta_views(x, "10crop", (6, 6))
-    assert len(views) == 10 and all(v.shape == (2, 1, 6, 6) for v in views)
+    weights, views = zip(*tta_views(x, "10crop", (6, 6)))
+    assert weights == (0.1,) * 10 and len(views) == 10 and all(v.shape == (2, 1, 6, 6) for v in views)
     # torchvision's order: top-left, top-right, bottom-left, bottom-right, centre, then the same of the mirror
     assert torch.equal(views[0], x[..., :6, :6]) and torch.equal(views[1], x[..., :6, 2:])
     assert torch.equal(views[2], x[..., 2:, :6]) and torch.equal(views[3], x[..., 2:, 2:])
@@ -23,7 +23,7 @@ def test_ten_crop_views_are_the_corners_centre_and_their_mirrors():
 
 def test_ten_crop_of_a_batch_already_at_size_pads_first():
     x = torch.ones(1, 1, 32, 32)
-    views = tta_views(x, "10crop", (32, 32))
+    views = [v for _, v in tta_views(x, "10crop", (32, 32))]
     assert all(v.shape == (1, 1, 32, 32) for v in views)
     assert torch.equal(views[4], x)  # the centre of the padded image is the image itself
     assert views[0][0, 0, 0, 0] == 0 and views[0][0, 0, -1, -1] == 1  # a corner view holds the zero border
@@ -31,11 +31,35 @@ def test_ten_crop_of_a_batch_already_at_size_pads_first():
 
 def test_flip_and_none():
     x = torch.rand(3, 2, 5, 7)
-    assert [v.data_ptr() for v in tta_views(x, "none", (5, 7))] == [x.data_ptr()]
-    a, b = tta_views(x, "flip", (5, 7))
-    assert torch.equal(a, x) and torch.equal(b, x.flip(3))
+    [(w, v)] = tta_views(x, "none", (5, 7))
+    assert w == 1.0 and v.data_ptr() == x.data_ptr()
+    (wa, a), (wb, b) = tta_views(x, "flip", (5, 7))
+    assert (wa, wb) == (0.5, 0.5) and torch.equal(a, x) and torch.equal(b, x.flip(3))
     with pytest.raises(UserError, match="choose one of " + ", ".join(TTA_MODES)):
         tta_views(x, "5crop", (5, 7))
+
+
+def test_translate_moves_the_image_and_fills_the_border_per_channel():
+    x = torch.arange(1, 1 + 2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4)
+    down_right = translate(x, 1, 1, fill=(-1.0, -2.0))
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])
+    assert (down_right[0, 0, 0] == -1).all() and (down_right[0, 1, :, 0] == -2).all()
+    up_left = translate(x, -1, -1, fill=0.0)
+    assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:]) and (up_left[..., -1, :] == 0).all()
+    assert translate(x, 0, 0) is x
+
+
+def test_flip_translate_views_weigh_the_untranslated_pair_half():
+    x = torch.rand(2, 1, 6, 6)
+    black = black_level((0.5,), (0.25,))
+    assert black == (-2.0,)
+    views = tta_views(x, "flip-translate", (6, 6), fill=black)
+    assert [w for w, _ in views] == [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
+    assert sum(w for w, _ in views) == 1.0
+    assert torch.equal(views[1][1], x.flip(3))
+    assert torch.equal(views[2][1], translate(x, -1, -1, black))
+    assert torch.equal(views[5][1], translate(x, 1, 1, black).flip(3))
+    assert views[4][1][0, 0, 0, 0] == -2.0  # the border a shift down-right uncovers is black
 
 
 class Fixed(nn.Module):

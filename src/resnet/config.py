@@ -37,7 +37,7 @@ class ModelConfig:
 OptimizerName = Literal["sgd", "nesterov", "adamw"]  # builders: resnet.train.optim.OPTIMIZERS
 ScheduleName = Literal["step", "cosine", "linear", "onecycle", "constant"]  # builders: resnet.train.optim.SCHEDULES
 WarmupMode = Literal["linear", "constant"]
-TTAMode = Literal["none", "flip", "10crop"]  # views: resnet.evaluate.tta_views
+TTAMode = Literal["none", "flip", "flip-translate", "10crop"]  # views: resnet.evaluate.tta_views
 
 
 @dataclass

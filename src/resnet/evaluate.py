@@ -12,7 +12,7 @@ import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -52,19 +52,43 @@ def check_tta(mode: str) -> str:
     return mode
 
 
-def tta_views(x: torch.Tensor, mode: str, size: tuple[int, int]) -> list[torch.Tensor]:
-    """Test-time views of a batch: ``none``; ``flip`` (image + mirror); ``10crop`` (corners + centre, and their
-    mirrors, as in the paper). For 10-crop a batch already at ``size`` is first zero-padded by 1/8 of its size."""
+def black_level(mean: Sequence[float], std: Sequence[float]) -> tuple[float, ...]:
+    """The normalised value of a black pixel, per channel: what the zero border of a training crop becomes."""
+    return tuple(-m / s for m, s in zip(mean, std, strict=True))
+
+
+def translate(x: torch.Tensor, dy: int, dx: int, fill: float | Sequence[float] = 0.0) -> torch.Tensor:
+    """A batch moved ``dy`` pixels down and ``dx`` right, the uncovered border set to ``fill`` (per channel): the
+    view a training crop of a zero-padded image gives."""
+    n, c, h, w = x.shape
+    pad = max(abs(dy), abs(dx))
+    if pad == 0:
+        return x
+    canvas = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    canvas = canvas.expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+    canvas[..., pad:pad + h, pad:pad + w] = x
+    return canvas[..., pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+
+
+def tta_views(x: torch.Tensor, mode: str, size: tuple[int, int],
+              fill: float | Sequence[float] = 0.0) -> list[tuple[float, torch.Tensor]]:
+    """Weighted test-time views of a batch, whose softmax outputs are averaged: ``none``; ``flip`` (image + mirror);
+    ``flip-translate`` (airbench's: image and mirror with weight 1/2, the same moved 1 pixel up-left and 1 pixel
+    down-right, border ``fill``, 1/4 each); ``10crop`` (corners + centre, and their mirrors, as in the paper; a batch
+    already at ``size`` is first zero-padded by 1/8 of its size)."""
     check_tta(mode)
     if mode == "none":
-        return [x]
+        return [(1.0, x)]
     if mode == "flip":
-        return [x, x.flip(3)]
+        return [(0.5, x), (0.5, x.flip(3))]
+    if mode == "flip-translate":
+        shifted = [translate(x, d, d, fill) for d in (-1, 1)]
+        return [(0.25, x), (0.25, x.flip(3))] + [(0.125, v) for s in shifted for v in (s, s.flip(3))]
     if tuple(x.shape[-2:]) == tuple(size):
         pad = max(1, round(size[0] / 8))
         x = F.pad(x, (pad, pad, pad, pad))
     views = TF.ten_crop(x, list(size))
-    return [v.contiguous(memory_format=torch.channels_last) for v in views]
+    return [(0.1, v.contiguous(memory_format=torch.channels_last)) for v in views]
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -75,9 +99,11 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, precision: str, num_classes: int,
-             tta: str = "none", input_size: tuple[int, int] | None = None) -> EvalResult:
+             tta: str = "none", input_size: tuple[int, int] | None = None,
+             fill: float | Sequence[float] = 0.0) -> EvalResult:
     """Mean loss, top-1 / top-5 accuracy (%) and confusion matrix; sums are reduced over processes, so with
-    several processes every example is counted exactly once and all processes get the same numbers."""
+    several processes every example is counted exactly once and all processes get the same numbers. ``fill``: the
+    normalised black of the batches (:func:`black_level`), the border of translated test-time views."""
     start = time.perf_counter()
     model.eval()
     k5 = min(5, num_classes)
@@ -86,8 +112,7 @@ def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, preci
     for images, labels in batches:
         size = input_size or tuple(images.shape[-2:])
         with autocast(device, precision):
-            probs = sum(model(v).float().softmax(1) for v in tta_views(images, tta, size))
-        probs = probs / probs.sum(1, keepdim=True)
+            probs = sum(w * model(v).float().softmax(1) for w, v in tta_views(images, tta, size, fill))
         loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
         top = probs.topk(k5, 1).indices
         hit = top == labels[:, None]
@@ -160,5 +185,6 @@ def evaluate_model(path: str | Path, data: str | None = None, data_root: str | N
                         f"{list(card.classes)[:3]}...; evaluate on the matching data set")
     model = model.to(memory_format=torch.channels_last)
     result = evaluate(model, loader.epoch(0), device=dev, precision=resolve_precision(precision, dev),
-                      num_classes=len(card.classes), tta=tta, input_size=tuple(card.input_size[1:]))
+                      num_classes=len(card.classes), tta=tta, input_size=tuple(card.input_size[1:]),
+                      fill=black_level(card.mean, card.std))
     return Evaluation(result, card, data, tta)

@@ -23,7 +23,7 @@ from ..config import BudgetPlan, Config, parse_duration, save_config, to_dict
 from ..data import build_data
 from ..device import resolve_device, resolve_precision
 from ..errors import TrainingStopped, UserError
-from ..evaluate import EvalResult, evaluate
+from ..evaluate import EvalResult, black_level, evaluate
 from ..io import load_checkpoint, save_safetensors, write_json
 from ..modelcard import load_into, save_model
 from ..pretrained import init_model
@@ -191,7 +191,8 @@ class Trainer:
         def evaluation(tta: str):
             return lambda batches: evaluate(model, batches, device=self.device, precision=self.precision,
                                             num_classes=len(self.data.classes), tta=tta,
-                                            input_size=self.data.input_size)
+                                            input_size=self.data.input_size,
+                                            fill=black_level(self.data.mean, self.data.std))
 
         eval_s = time_evaluation(evaluation("none"), self.data.eval_loader, self.device)
         test_s = time_evaluation(evaluation(cfg.test_tta), self.data.test, self.device)
@@ -351,7 +352,8 @@ class Trainer:
 
     def _evaluate(self, loader, tta: str = "none") -> EvalResult:
         return evaluate(self._eval_model(), loader.epoch(0), device=self.device, precision=self.precision,
-                        num_classes=len(self.data.classes), tta=tta, input_size=self.data.input_size)
+                        num_classes=len(self.data.classes), tta=tta, input_size=self.data.input_size,
+                        fill=black_level(self.data.mean, self.data.std))
 
     def _banner(self) -> None:
         cfg, d = self.cfg, self.data
