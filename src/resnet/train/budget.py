@@ -4,12 +4,13 @@ the command's own start, training, the evaluations the recipe asks for, the fina
 Before the run starts, a few real training steps and evaluation batches are timed on a throw-away copy of the model;
 the number of steps follows, and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
 after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
-training goes the plan is re-checked against the run's own speed: three times early on (at 2%, 10% and 25% of the
+training goes the plan is re-checked against the run's own speed: five times (at 2%, 10%, 25%, 50% and 75% of the
 plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen on
-a 2-core CPU, and a shared machine's speed drifts); after that it is only shortened, when the machine slows down.
-Either way the schedule is stretched or compressed to end at the new last step, with no jump in the learning rate
-(:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it rather than
-planning again.
+a 2-core CPU, and a shared machine's speed drifts either way: a run that was slow in its first quarter, re-fitted last
+at 25%, used 537 s of a 10-minute budget when the machine sped up after it); in between it is only shortened, when the
+machine slows down. Either way the schedule is stretched or compressed to end at the new last step, with no jump in
+the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it
+rather than planning again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ FINISH_SECONDS = 5.0  # after the final test: saving the model, the curves figur
 MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
-REFIT_SHARES = (0.02, 0.1, 0.25)  # the plan is re-fitted, longer or shorter, once each share of it has been timed
+REFIT_SHARES = (0.02, 0.1, 0.25, 0.5, 0.75)  # the plan is re-fitted, longer or shorter, once each share is timed
 
 
 def process_start(max_age_s: float = 120.0) -> float:
@@ -47,7 +48,7 @@ def process_start(max_age_s: float = 120.0) -> float:
 
 
 def refit_due(plan: BudgetPlan, steps_timed: int) -> bool:
-    """Whether the next of the early re-fits (:data:`REFIT_SHARES`) is due after ``steps_timed`` steps."""
+    """Whether the next of the re-fits (:data:`REFIT_SHARES`) is due after ``steps_timed`` steps."""
     return plan.refits < len(REFIT_SHARES) and steps_timed >= REFIT_SHARES[plan.refits] * plan.steps
 
 

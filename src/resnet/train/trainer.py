@@ -207,10 +207,10 @@ class Trainer:
 
     def _check_budget(self, loop_seconds: float) -> None:
         """At a log step of a budget run, from the speed measured so far (``loop_seconds`` in training steps since
-        this process started training): early on, when each share of the plan is timed, re-fit the plan to that
-        speed, longer or shorter (not in the last planned epoch, whose length is already fixed); after that, end the
-        run earlier when the rest of the plan would overrun. The schedule is stretched or compressed to end at the new
-        last step; rank 0 decides for every process."""
+        this process started training): when each share of the plan (``REFIT_SHARES``) is timed, re-fit the plan
+        to that speed, longer or shorter (not in the last planned epoch, whose length is already fixed); in between,
+        end the run earlier when the rest of the plan would overrun. The schedule is stretched or compressed to end
+        at the new last step; rank 0 decides for every process."""
         plan, steps = self.cfg.budget_plan, self.ctx.step - self._first_step
         if steps < MIN_MEASURED_STEPS:  # too few steps to tell a slowdown from noise
             return
