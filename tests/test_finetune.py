@@ -226,12 +226,13 @@ def test_default_recipe_on_an_image_folder_drops_the_fashion_mnist_fields(tmp_pa
     write_fashion_folder(tmp_path / "f", "train", open_split("fashion-mnist", "test"), range(2), 8)
     cfg = load_config(None, {"model.name": "resnet18", "data.name": f"imagefolder:{tmp_path / 'f'}"})
     assert cfg.data.val_split == 0 and cfg.data.train_limit is None and cfg.model.kwargs == {}
-    first = {}
-    for padding in (cfg.data.crop_padding, 0):
+    recipe_padding, first = cfg.data.crop_padding, {}
+    assert recipe_padding > 0
+    for padding in (recipe_padding, 0):
         cfg.data.crop_padding, cfg.data.workers, cfg.data.image_size = padding, 0, 32
         data = build_data(cfg.data, 4, 0, torch.device("cpu"), in_chans=3, **QUIET)
         first[padding] = next(iter(data.train.epoch(0)))[0]
-    assert torch.equal(first[2], first[0])
+    assert torch.equal(first[recipe_padding], first[0])
 
 
 # ------------------------------------------------------------------------------------------------------- transfer
