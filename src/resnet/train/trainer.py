@@ -188,14 +188,10 @@ class Trainer:
         step_s = time_training_steps(step, self.data.train.epoch(0), self.device,
                                      untimed=step.setup_calls if isinstance(step, GraphedStep) else 1)
 
-        def evaluation(tta: str):
-            return lambda batches: evaluate(model, batches, device=self.device, precision=self.precision,
-                                            num_classes=len(self.data.classes), tta=tta,
-                                            input_size=self.data.input_size,
-                                            fill=black_level(self.data.mean, self.data.std))
-
-        eval_s = time_evaluation(evaluation("none"), self.data.eval_loader, self.device)
-        test_s = time_evaluation(evaluation(cfg.test_tta), self.data.test, self.device)
+        eval_s = time_evaluation(lambda batches: self._evaluate_batches(model, batches), self.data.eval_loader,
+                                 self.device)
+        test_s = time_evaluation(lambda batches: self._evaluate_batches(model, batches, cfg.test_tta),
+                                 self.data.test, self.device)
         set_rng_state(state)
         numbers = dist.broadcast_floats([step_s, eval_s, test_s, time.perf_counter() - self._budget_t0], self.device)
         return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
@@ -351,7 +347,12 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _evaluate(self, loader, tta: str = "none") -> EvalResult:
-        return evaluate(self._eval_model(), loader.epoch(0), device=self.device, precision=self.precision,
+        return self._evaluate_batches(self._eval_model(), loader.epoch(0), tta)
+
+    def _evaluate_batches(self, model: nn.Module, batches, tta: str = "none") -> EvalResult:
+        """``evaluate`` with this run's device, precision, classes, input size and black level (the border of
+        translated test-time views): the run's evaluations and the budget planner's timing of them."""
+        return evaluate(model, batches, device=self.device, precision=self.precision,
                         num_classes=len(self.data.classes), tta=tta, input_size=self.data.input_size,
                         fill=black_level(self.data.mean, self.data.std))
 
