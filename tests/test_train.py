@@ -15,7 +15,7 @@ def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
     run = trained_run.run_dir
     assert trained_run.results["test_top1"] > 80.0, trained_run.results  # 10k held-out test images
     for name in ("config.yaml", "metrics.jsonl", "steps.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
-                 "model.safetensors", "model.json", "curves.png", "results.json"):
+                 "model.safetensors", "model.json", "curves.png", "confusion.png", "results.json"):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     records = read_jsonl(run / "metrics.jsonl")
@@ -31,6 +31,11 @@ def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
     assert cfg["model"]["name"] == "resnet20" and cfg["epochs"] == 3
     results = json.loads((run / "results.json").read_text())
     assert results["test_count"] == 10_000
+    per_class = results["per_class"]  # the final test's per-class accuracy, as `resnet eval` reports it
+    assert [c["class"] for c in per_class][:2] == ["T-shirt/top", "Trouser"]
+    assert sum(c["count"] for c in per_class) == 10_000
+    correct = sum(c["accuracy"] * c["count"] / 100 for c in per_class)
+    assert abs(100 * correct / 10_000 - results["test_top1"]) < 1e-6
 
 
 def test_load_model_rebuilds_the_trained_model(trained_run):

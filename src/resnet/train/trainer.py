@@ -519,6 +519,7 @@ class Trainer:
             "steps": self.ctx.step, "epochs": self.ctx.step / self.steps_per_epoch,
             "train_minutes": total_seconds / 60, "device": str(self.device), "world_size": self.env.world,
             "precision": self.precision, "best_val_top1": self.best_top1,
+            "per_class": test.per_class(list(self.card.classes)),
         }
         if cfg.budget_plan is not None:  # everything the budget covers: start-up, training, evaluations, final test
             results["budget"] = {"seconds": self.budget_seconds, "planned_steps": cfg.budget_plan.schedule_steps,
@@ -527,14 +528,16 @@ class Trainer:
             save_model(self._eval_model(), self.card, self.run_dir)
             write_json(self.run_dir / "results.json", results)
             records = read_jsonl(self.run_dir / "metrics.jsonl")
-            from ..plots import plot_curves  # matplotlib only when a run finishes, not at import
+            from ..plots import plot_confusion, plot_curves  # matplotlib only when a run finishes, not at import
 
             plot_curves(records, self.run_dir / "curves.png", title=f"{cfg.model.name} on {cfg.data.name}")
+            plot_confusion(test.confusion.numpy(), list(self.card.classes), self.run_dir / "confusion.png",
+                           title=f"{cfg.model.name} on {cfg.data.name}: top-1 {test.top1:.2f}%")
             self._say("\n" + final_table(records))
             self._say(f"\ntest set ({test.count:,} images, {self.card.weights} weights"
                       f"{'' if cfg.test_tta == 'none' else f', {cfg.test_tta} TTA'}): top-1 {test.top1:.2f}%  top-5 "
                       f"{test.top5:.2f}%  loss {test.loss:.4f}   [{format_duration(total_seconds)} training]")
-            self._say(f"run directory: {self.run_dir}")
+            self._say(f"run directory: {self.run_dir} (confusion matrix: confusion.png)")
         self.logger.close()
         dist.barrier()
         return RunResult(self.run_dir, test, results)
