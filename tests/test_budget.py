@@ -20,7 +20,7 @@ from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
 from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, process_start,
-                                 refit_due, seconds_per_step, shortened, steps_that_fit)
+                                 refit_due, retime_evaluations, seconds_per_step, shortened, steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
@@ -109,6 +109,17 @@ def test_a_plan_is_shortened_only_when_the_rest_would_overrun():
     assert new == 500 + steps_that_fit(120 * (1 - SAFETY) - 60, 0.2, 1.0, 2.0, 100, 1) and 500 < new < 1000
     # never longer than the plan, and at least one more step even when the budget is gone
     assert shortened(plan, 60.0, 60.0, 500, 5.0, 100, 1) == 501
+
+
+def test_an_evaluation_timed_during_the_run_rescales_the_final_test_and_can_shorten_the_plan():
+    plan = BudgetPlan(steps=1000, schedule_steps=1000, step_seconds=0.1, eval_seconds=1.0, test_seconds=2.0,
+                      startup_seconds=5.0)
+    # at step 900 after 100 s of a 120 s budget: 100 steps (11 s with their evaluations), an evaluation, the test
+    # and the finish fit, 119 s in all
+    assert shortened(plan, 120.0, 100.0, 900, 0.1, 100, 1) is None
+    retime_evaluations(plan, 2.0)  # the machine now evaluates twice as slowly: so will the final test
+    assert plan.eval_seconds == 2.0 and plan.test_seconds == pytest.approx(4.0)
+    assert 900 < shortened(plan, 120.0, 100.0, 900, 0.1, 100, 1) < 1000
 
 
 def schedule(steps: int) -> torch.optim.lr_scheduler.LRScheduler:

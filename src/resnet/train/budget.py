@@ -8,8 +8,8 @@ training goes the plan is re-checked against the run's own speed: five times (at
 plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen on
 a 2-core CPU, and a shared machine's speed drifts either way: a run that was slow in its first quarter, re-fitted last
 at 25%, used 537 s of a 10-minute budget when the machine sped up after it); in between it is only shortened, when the
-machine slows down. Either way the schedule is stretched or compressed to end at the new last step, with no jump in
-the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it
+machine slows down. The times of the evaluation and of the final test follow the run's own evaluations. Either way the
+schedule is stretched or compressed to end at the new last step, with no jump in the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it
 rather than planning again.
 """
 
@@ -88,6 +88,15 @@ def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step
     if spent_s + left + plan.eval_seconds + plan.test_seconds + FINISH_SECONDS <= budget_s:
         return None
     return min(plan.steps, refitted(plan, budget_s, spent_s, step, step_s, steps_per_epoch, eval_every))
+
+
+def retime_evaluations(plan: BudgetPlan, eval_s: float) -> None:
+    """Follow the machine's speed in the plan's evaluation and final-test times: ``eval_s``, an evaluation pass just
+    timed during the run, replaces the planned one, and the final test is scaled by the same ratio. (The planner
+    times them once, in seconds; a machine that slows down later makes the final test longer too: an AVX2 run whose
+    planner timed a 33 s test took 44 s for it and overran a 10-minute budget by 3.6 s.)"""
+    plan.test_seconds *= eval_s / max(plan.eval_seconds, 1e-9)
+    plan.eval_seconds = eval_s
 
 
 def refitted(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_s: float, steps_per_epoch: int,

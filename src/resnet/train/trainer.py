@@ -29,8 +29,8 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
-from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, shortened, time_evaluation,
-                     time_training_steps)
+from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, retime_evaluations, shortened,
+                     time_evaluation, time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .cuda_graph import GraphedStep, make_step, why_not_graphed
 from .ema import make_ema
@@ -492,6 +492,8 @@ class Trainer:
         if (epoch + 1) % self.cfg.eval_every == 0 or last:
             result = self._evaluate(self.data.eval_loader)
             record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
+            if self.cfg.budget_plan is not None:  # the later checks then count the machine's speed of now
+                retime_evaluations(self.cfg.budget_plan, result.seconds)
         self.logger.log_epoch(record)
         self._say(epoch_line(record, self.epochs, self._elapsed(), self.ctx.step, self.total_steps))
         # A run that ends mid-epoch (iterations) keeps the epoch's sums: a longer run resumed from here continues them.
