@@ -8,9 +8,10 @@ training goes the plan is re-checked against the run's own speed: five times (at
 plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen on
 a 2-core CPU, and a shared machine's speed drifts either way: a run that was slow in its first quarter, re-fitted last
 at 25%, used 537 s of a 10-minute budget when the machine sped up after it); in between it is only shortened, when the
-machine slows down. The times of the evaluation and of the final test follow the run's own evaluations. Either way the
-schedule is stretched or compressed to end at the new last step, with no jump in the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it
-rather than planning again.
+machine slows down. The times of the evaluation and of the final test follow the run's own evaluations. Either way
+the schedule is stretched or compressed to end at the new last step, with no jump in the learning rate
+(:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it rather than
+planning again.
 """
 
 from __future__ import annotations
