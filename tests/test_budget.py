@@ -20,7 +20,7 @@ from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
 from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, process_start,
-                                 refit_due, retime_evaluations, seconds_per_step, shortened, steps_that_fit)
+                                 refit_due, retimed, seconds_per_step, shortened, steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
@@ -117,9 +117,10 @@ def test_an_evaluation_timed_during_the_run_rescales_the_final_test_and_can_shor
     # at step 900 after 100 s of a 120 s budget: 100 steps (11 s with their evaluations), an evaluation, the test
     # and the finish fit, 119 s in all
     assert shortened(plan, 120.0, 100.0, 900, 0.1, 100, 1) is None
-    retime_evaluations(plan, 2.0)  # the machine now evaluates twice as slowly: so will the final test
-    assert plan.eval_seconds == 2.0 and plan.test_seconds == pytest.approx(4.0)
-    assert 900 < shortened(plan, 120.0, 100.0, 900, 0.1, 100, 1) < 1000
+    now = retimed(plan, 2.0)  # the machine now evaluates twice as slowly: so will the final test
+    assert now.eval_seconds == 2.0 and now.test_seconds == pytest.approx(4.0) and now.steps == plan.steps
+    assert plan.eval_seconds == 1.0 and plan.test_seconds == 2.0  # the saved plan keeps what it was made from
+    assert 900 < shortened(now, 120.0, 100.0, 900, 0.1, 100, 1) < 1000
 
 
 def schedule(steps: int) -> torch.optim.lr_scheduler.LRScheduler:

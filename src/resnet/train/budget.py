@@ -20,6 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from itertools import islice
 
 import torch
@@ -91,13 +92,13 @@ def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step
     return min(plan.steps, refitted(plan, budget_s, spent_s, step, step_s, steps_per_epoch, eval_every))
 
 
-def retime_evaluations(plan: BudgetPlan, eval_s: float) -> None:
-    """Follow the machine's speed in the plan's evaluation and final-test times: ``eval_s``, an evaluation pass just
-    timed during the run, replaces the planned one, and the final test is scaled by the same ratio. (The planner
-    times them once, in seconds; a machine that slows down later makes the final test longer too: an AVX2 run whose
-    planner timed a 33 s test took 44 s for it and overran a 10-minute budget by 3.6 s.)"""
-    plan.test_seconds *= eval_s / max(plan.eval_seconds, 1e-9)
-    plan.eval_seconds = eval_s
+def retimed(plan: BudgetPlan, eval_s: float) -> BudgetPlan:
+    """The plan as the machine runs now, for the re-fits and the shortening checks: ``eval_s``, an evaluation pass
+    just timed during the run, replaces the planned one, and the final test is scaled by the same ratio. (The planner
+    times them once; a machine that slows down later makes the final test longer too: an AVX2 run whose planner timed
+    a 33 s test took 44 s for it and overran a 10-minute budget by 3.6 s.) The saved plan keeps what it was made
+    from."""
+    return replace(plan, eval_seconds=eval_s, test_seconds=plan.test_seconds * eval_s / max(plan.eval_seconds, 1e-9))
 
 
 def refitted(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_s: float, steps_per_epoch: int,

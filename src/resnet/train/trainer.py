@@ -29,7 +29,7 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
-from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, retime_evaluations, shortened,
+from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, retimed, shortened,
                      time_evaluation, time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .cuda_graph import GraphedStep, make_step, why_not_graphed
@@ -101,6 +101,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.best_top1 = 0, 0, None
         self.partial = [0.0, 0.0, 0]  # (loss sum, errors, examples) of the current epoch before a resume
         self.started_seconds = 0.0  # training time spent before a resume
+        self._eval_seconds: float | None = None  # the last evaluation's duration (a budget's checks follow it)
         train_model: nn.Module = self.model
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -214,7 +215,8 @@ class Trainer:
         refit = refit_due(plan, steps) and self.epoch + 1 < self.epochs
         if self.env.is_main:
             how = refitted if refit else shortened
-            new = how(plan, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s, self.steps_per_epoch,
+            timing = retimed(plan, self._eval_seconds) if self._eval_seconds else plan
+            new = how(timing, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s, self.steps_per_epoch,
                       self.cfg.eval_every)
         else:
             new = None
@@ -492,8 +494,7 @@ class Trainer:
         if (epoch + 1) % self.cfg.eval_every == 0 or last:
             result = self._evaluate(self.data.eval_loader)
             record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
-            if self.cfg.budget_plan is not None:  # the later checks then count the machine's speed of now
-                retime_evaluations(self.cfg.budget_plan, result.seconds)
+            self._eval_seconds = result.seconds  # the budget's later checks count the machine's speed of now
         self.logger.log_epoch(record)
         self._say(epoch_line(record, self.epochs, self._elapsed(), self.ctx.step, self.total_steps))
         # A run that ends mid-epoch (iterations) keeps the epoch's sums: a longer run resumed from here continues them.
