@@ -30,7 +30,7 @@ from ..errors import UserError
 from .log import format_duration
 
 SAFETY = 0.03  # share of the budget held back for timing noise
-FINISH_SECONDS = 5.0  # after the final test: saving the model, the curves figure and the results
+FINISH_SECONDS = 5.0  # after the final test: saving the model, the results, the curves and confusion figures
 MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
