@@ -21,8 +21,9 @@ def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
     records = read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3]
     for key in ("epoch", "train_loss", "train_error", "val_loss", "val_top1", "val_top5", "lr", "img_per_s",
-                "seconds"):
+                "seconds", "eval_seconds"):
         assert key in records[-1]
+    assert records[-1]["eval_seconds"] > 0  # the recipe evaluates every 3rd epoch: the 3rd has a duration
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["eval_set"] == "val"
     steps = read_jsonl(run / "steps.jsonl")
@@ -30,7 +31,7 @@ def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["name"] == "resnet20" and cfg["epochs"] == 3
     results = json.loads((run / "results.json").read_text())
-    assert results["test_count"] == 10_000
+    assert results["test_count"] == 10_000 and results["test_seconds"] > 0
     per_class = results["per_class"]  # the final test's per-class accuracy, as `resnet eval` reports it
     assert [c["class"] for c in per_class][:2] == ["T-shirt/top", "Trouser"]
     assert sum(c["count"] for c in per_class) == 10_000

@@ -489,11 +489,12 @@ class Trainer:
         record = {"epoch": epoch + 1, "step": self.ctx.step, "train_loss": loss / max(count, 1),
                   "train_error": 100.0 * errors / max(count, 1), "val_loss": None, "val_top1": None,
                   "val_top5": None, "eval_set": self.data.eval_set, "lr": self.optimizer.param_groups[0]["lr"],
-                  "img_per_s": counted * self.env.world / max(seconds, 1e-9), "seconds": seconds}
+                  "img_per_s": counted * self.env.world / max(seconds, 1e-9), "seconds": seconds,
+                  "eval_seconds": None}
         last = self.ctx.step >= self.total_steps
         if (epoch + 1) % self.cfg.eval_every == 0 or last:
             result = self._evaluate(self.data.eval_loader)
-            record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
+            record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, eval_seconds=result.seconds)
             self._eval_seconds = result.seconds  # the budget's later checks count the machine's speed of now
         self.logger.log_epoch(record)
         self._say(epoch_line(record, self.epochs, self._elapsed(), self.ctx.step, self.total_steps))
@@ -521,7 +522,7 @@ class Trainer:
             "test_error": 100 - test.top1, "test_count": test.count, "test_tta": cfg.test_tta,
             "steps": self.ctx.step, "epochs": self.ctx.step / self.steps_per_epoch,
             "train_minutes": total_seconds / 60, "device": str(self.device), "world_size": self.env.world,
-            "precision": self.precision, "best_val_top1": self.best_top1,
+            "precision": self.precision, "best_val_top1": self.best_top1, "test_seconds": test.seconds,
             "per_class": test.per_class(list(self.card.classes)),
         }
         if cfg.budget_plan is not None:  # everything the budget covers: start-up, training, evaluations, final test

@@ -1,0 +1,67 @@
+"""Does the EMA of the weights help? A paired comparison on runs already trained with `ema` on: the EMA weights and the
+final weights of each run's last checkpoint, evaluated on the same test set with the run's own test-time augmentation.
+
+    python benchmarks/ema_vs_final.py runs/time-to-accuracy/seed0 runs/time-to-accuracy/seed1 ...
+
+The EMA is a passive copy (it never feeds back into training), so both numbers come from the same training run: the
+difference is the EMA's alone, free of the seed-to-seed and machine-speed noise that separates two runs. Prints a
+Markdown table per run (test top-1 with and without the TTA, in the run's precision) and the mean difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from resnet.device import cpu_summary
+from resnet.evaluate import black_level, evaluate, run_test_tta, test_loader
+from resnet.modelcard import checkpoint_weights, load_into, load_model_and_card
+from resnet.table import format_table
+
+
+def test_top1(model, card, precision: str, tta: str) -> float:
+    device = torch.device("cpu")
+    loader, _ = test_loader(card, card.dataset, None, device, tta=tta)
+    result = evaluate(model.to(memory_format=torch.channels_last), loader.epoch(0), device=device,
+                      precision=precision, num_classes=len(card.classes), tta=tta,
+                      input_size=tuple(card.input_size[1:]), fill=black_level(card.mean, card.std))
+    return result.top1
+
+
+def compare(run: Path) -> list:
+    """[run, precision, TTA, EMA top-1 without / with TTA, final top-1 without / with TTA, final - EMA with TTA]."""
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    if not checkpoint.get("ema"):
+        sys.exit(f"{run} was trained without an EMA (ema: 0); pick runs trained with one")
+    precision = json.loads((run / "results.json").read_text())["precision"]
+    tta = run_test_tta(run)
+    model, card = load_model_and_card(run)
+    scores = {}
+    for which in ("ema", "final"):
+        load_into(model, checkpoint_weights(checkpoint, which), str(run))
+        scores[which] = [test_top1(model, card, precision, t) for t in dict.fromkeys(["none", tta])]
+    return [str(run), precision, tta, *(f"{s:.2f}" for s in (*scores["ema"], *scores["final"])),
+            scores["final"][-1] - scores["ema"][-1]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories trained with an EMA")
+    args = parser.parse_args()
+    rows = [compare(run) for run in args.runs]
+    gains = [row.pop() for row in rows]
+    for row, gain in zip(rows, gains):
+        row.append(f"{gain:+.2f}")
+    print(f"machine: {cpu_summary()}; PyTorch {torch.__version__}; mean final - EMA (with TTA) over {len(gains)} "
+          f"run(s): {statistics.fmean(gains):+.3f}; final >= EMA in {sum(g >= 0 for g in gains)} of {len(gains)}\n")
+    print(format_table(["run", "precision", "TTA", "EMA, no TTA", "EMA, TTA", "final, no TTA", "final, TTA",
+                        "final - EMA"], rows, align="lllrrrrr"))
+
+
+if __name__ == "__main__":
+    main()
