@@ -20,7 +20,8 @@ from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
 from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, process_start,
-                                 refit_due, retimed, seconds_per_step, shortened, steps_that_fit)
+                                 refit_due, refitted, retimed, seconds_per_step, shortened,
+                                 steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
@@ -117,10 +118,27 @@ def test_an_evaluation_timed_during_the_run_rescales_the_final_test_and_can_shor
     # at step 900 after 100 s of a 120 s budget: 100 steps (11 s with their evaluations), an evaluation, the test
     # and the finish fit, 119 s in all
     assert shortened(plan, 120.0, 100.0, 900, 0.1, 100, 1) is None
-    now = retimed(plan, 2.0)  # the machine now evaluates twice as slowly: so will the final test
+    now = retimed(plan, 2.0, 0.1)  # the machine now evaluates twice as slowly: so will the final test
     assert now.eval_seconds == 2.0 and now.test_seconds == pytest.approx(4.0) and now.steps == plan.steps
     assert plan.eval_seconds == 1.0 and plan.test_seconds == 2.0  # the saved plan keeps what it was made from
     assert 900 < shortened(now, 120.0, 100.0, 900, 0.1, 100, 1) < 1000
+
+
+def test_before_the_first_evaluation_the_final_test_follows_the_training_speed():
+    # An AVX2 run of the default recipe (2026-12-02): planned while the machine was slow (0.84 s per step, a 60 s
+    # test), trained at 0.68 s per step, tested in 41 s; with about 3 epochs no evaluation came before the end.
+    plan = BudgetPlan(steps=575, schedule_steps=575, step_seconds=0.84, eval_seconds=9.8, test_seconds=60.0,
+                      startup_seconds=14.0)
+    now = retimed(plan, None, 0.68)
+    assert now.test_seconds == pytest.approx(60.0 * 0.68 / 0.84)
+    assert now.eval_seconds == pytest.approx(9.8 * 0.68 / 0.84)
+    # the re-fit at 25% of the plan gives the steps the faster test leaves room for, and the budget still holds
+    at, spent = 144, 14.0 + 144 * 0.68
+    longer = refitted(now, 600.0, spent, at, 0.68, 234, 3)
+    assert longer > refitted(plan, 600.0, spent, at, 0.68, 234, 3)
+    assert spent + (longer - at) * seconds_per_step(0.68, now.eval_seconds, 234, 3) + now.eval_seconds + \
+        now.test_seconds + FINISH_SECONDS <= 600.0 * (1 - SAFETY)
+    assert retimed(plan, None, 0.84) == plan  # at the planned speed, the plan as made
 
 
 def schedule(steps: int) -> torch.optim.lr_scheduler.LRScheduler:

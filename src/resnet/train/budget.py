@@ -1,18 +1,17 @@
-"""Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget, all included (start-up from
-the command's own start, training, the evaluations the recipe asks for, the final test), and keeping to it.
+"""Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget, all included (start-up from the
+command's own start, training, the evaluations the recipe asks for, the final test), and keeping to it.
 
 Before the run starts, a few real training steps and evaluation batches are timed on a throw-away copy of the model;
 the number of steps follows, and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
 after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
 training goes the plan is re-checked against the run's own speed: five times (at 2%, 10%, 25%, 50% and 75% of the
-plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen on
-a 2-core CPU, and a shared machine's speed drifts either way: a run that was slow in its first quarter, re-fitted last
-at 25%, used 537 s of a 10-minute budget when the machine sped up after it); in between it is only shortened, when the
-machine slows down. The times of the evaluation and of the final test follow the run's own evaluations. Either way
-the schedule is stretched or compressed to end at the new last step, with no jump in the learning rate
-(:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so a resumed run follows it rather than
-planning again.
-"""
+plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen
+on a 2-core CPU, and a shared machine's speed drifts either way: a run that was slow in its first quarter, re-fitted
+last at 25%, used 537 s of a 10-minute budget when the machine sped up after it); in between it is only shortened,
+when the machine slows down. The times of the evaluation and of the final test follow the run's own evaluations
+(before the first, its training speed). Either way the schedule is stretched or compressed to end at the new last
+step, with no jump in the learning rate (:class:`Stretch`). The plan is saved in config.yaml and the checkpoints, so
+a resumed run follows it rather than planning again."""
 
 from __future__ import annotations
 
@@ -92,13 +91,16 @@ def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step
     return min(plan.steps, refitted(plan, budget_s, spent_s, step, step_s, steps_per_epoch, eval_every))
 
 
-def retimed(plan: BudgetPlan, eval_s: float) -> BudgetPlan:
-    """The plan as the machine runs now, for the re-fits and the shortening checks: ``eval_s``, an evaluation pass
-    just timed during the run, replaces the planned one, and the final test is scaled by the same ratio. (The planner
-    times them once; a machine that slows down later makes the final test longer too: an AVX2 run whose planner timed
-    a 33 s test took 44 s for it and overran a 10-minute budget by 3.6 s.) The saved plan keeps what it was made
-    from."""
-    return replace(plan, eval_seconds=eval_s, test_seconds=plan.test_seconds * eval_s / max(plan.eval_seconds, 1e-9))
+def retimed(plan: BudgetPlan, eval_s: float | None, step_s: float) -> BudgetPlan:
+    """The plan as the machine runs now, for the re-fits and the shortening checks: the evaluation and the final test
+    scaled by ``eval_s`` (an evaluation pass just timed during the run) over the planned one, or, before the run has
+    evaluated, by ``step_s`` (its training steps' speed) over the planned step. The planner times them once, in the
+    first seconds; a machine whose speed changes after that changes them too: an AVX2 run whose planner timed a 33 s
+    test took 44 s for it and overran a 10-minute budget by 3.6 s, and one whose planner timed 60 s while the machine
+    was slow took 41 s and left 76 s unused (its training steps ran 0.80 times the planned time; the test, 0.68). The
+    saved plan keeps what it was made from."""
+    ratio = eval_s / max(plan.eval_seconds, 1e-9) if eval_s else step_s / max(plan.step_seconds, 1e-9)
+    return replace(plan, eval_seconds=plan.eval_seconds * ratio, test_seconds=plan.test_seconds * ratio)
 
 
 def refitted(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_s: float, steps_per_epoch: int,

@@ -215,7 +215,7 @@ class Trainer:
         refit = refit_due(plan, steps) and self.epoch + 1 < self.epochs
         if self.env.is_main:
             how = refitted if refit else shortened
-            timing = retimed(plan, self._eval_seconds) if self._eval_seconds else plan
+            timing = retimed(plan, self._eval_seconds, step_s)
             new = how(timing, self.budget_seconds, self._budget_spent(), self.ctx.step, step_s, self.steps_per_epoch,
                       self.cfg.eval_every)
         else:
