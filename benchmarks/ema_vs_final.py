@@ -19,22 +19,13 @@ from pathlib import Path
 import torch
 
 from resnet.device import cpu_summary
-from resnet.evaluate import black_level, evaluate, run_test_tta, test_loader
+from resnet.evaluate import evaluate_on_test_set, run_test_tta
 from resnet.modelcard import checkpoint_weights, load_into, load_model_and_card
 from resnet.table import format_table
 
 
-def test_top1(model, card, precision: str, tta: str) -> float:
-    device = torch.device("cpu")
-    loader, _ = test_loader(card, card.dataset, None, device, tta=tta)
-    result = evaluate(model.to(memory_format=torch.channels_last), loader.epoch(0), device=device,
-                      precision=precision, num_classes=len(card.classes), tta=tta,
-                      input_size=tuple(card.input_size[1:]), fill=black_level(card.mean, card.std))
-    return result.top1
-
-
-def compare(run: Path) -> list:
-    """[run, precision, TTA, EMA top-1 without / with TTA, final top-1 without / with TTA, final - EMA with TTA]."""
+def compare(run: Path) -> tuple[list[str], float]:
+    """The table row of ``run`` (precision, TTA, EMA and final top-1 without / with the TTA) and final - EMA with it."""
     checkpoint = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     if not checkpoint.get("ema"):
         sys.exit(f"{run} was trained without an EMA (ema: 0); pick runs trained with one")
@@ -44,19 +35,19 @@ def compare(run: Path) -> list:
     scores = {}
     for which in ("ema", "final"):
         load_into(model, checkpoint_weights(checkpoint, which), str(run))
-        scores[which] = [test_top1(model, card, precision, t) for t in dict.fromkeys(["none", tta])]
-    return [str(run), precision, tta, *(f"{s:.2f}" for s in (*scores["ema"], *scores["final"])),
-            scores["final"][-1] - scores["ema"][-1]]
+        scores[which] = [evaluate_on_test_set(model, card, str(run), None, None, t, 256, torch.device("cpu"),
+                                              precision).result.top1 for t in dict.fromkeys(["none", tta])]
+    row = [str(run), precision, tta, *(f"{s:.2f}" for s in (*scores["ema"], *scores["final"]))]
+    return row, scores["final"][-1] - scores["ema"][-1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories trained with an EMA")
     args = parser.parse_args()
-    rows = [compare(run) for run in args.runs]
-    gains = [row.pop() for row in rows]
-    for row, gain in zip(rows, gains):
-        row.append(f"{gain:+.2f}")
+    compared = [compare(run) for run in args.runs]
+    rows = [[*row, f"{gain:+.2f}"] for row, gain in compared]
+    gains = [gain for _, gain in compared]
     print(f"machine: {cpu_summary()}; PyTorch {torch.__version__}; mean final - EMA (with TTA) over {len(gains)} "
           f"run(s): {statistics.fmean(gains):+.3f}; final >= EMA in {sum(g >= 0 for g in gains)} of {len(gains)}\n")
     print(format_table(["run", "precision", "TTA", "EMA, no TTA", "EMA, TTA", "final, no TTA", "final, TTA",

@@ -176,15 +176,22 @@ def evaluate_model(path: str | Path, data: str | None = None, data_root: str | N
     tta = check_tta(tta) if tta is not None else run_test_tta(path)
     dev = resolve_device(device)
     model, card = load_model_and_card(path, dev)
+    return evaluate_on_test_set(model, card, str(path), data, data_root, tta, batch_size, dev,
+                                resolve_precision(precision, dev))
+
+
+def evaluate_on_test_set(model: nn.Module, card: ModelCard, source: str, data: str | None, data_root: str | None,
+                         tta: str, batch_size: int, device: torch.device, precision: str) -> Evaluation:
+    """A loaded ``model`` (described by ``card``, read from ``source``) on the test split of ``data`` (default: the
+    data set it was trained on), preprocessed as its card says, in a resolved ``precision``."""
     data = data or card.dataset
     if not data:
-        raise UserError(f"{path} does not say which data set it was trained on; pass --data")
-    loader, classes = test_loader(card, data, data_root, dev, batch_size, tta)
+        raise UserError(f"{source} does not say which data set it was trained on; pass --data")
+    loader, classes = test_loader(card, data, data_root, device, batch_size, tta)
     if list(classes) != list(card.classes):
         raise UserError(f"{data} has classes {list(classes)[:3]}... but the model was trained on "
                         f"{list(card.classes)[:3]}...; evaluate on the matching data set")
     model = model.to(memory_format=torch.channels_last)
-    result = evaluate(model, loader.epoch(0), device=dev, precision=resolve_precision(precision, dev),
-                      num_classes=len(card.classes), tta=tta, input_size=tuple(card.input_size[1:]),
-                      fill=black_level(card.mean, card.std))
+    result = evaluate(model, loader.epoch(0), device=device, precision=precision, num_classes=len(card.classes),
+                      tta=tta, input_size=tuple(card.input_size[1:]), fill=black_level(card.mean, card.std))
     return Evaluation(result, card, data, tta)
