@@ -138,6 +138,22 @@ def test_shortcut_a_subsamples_and_zero_pads():
     assert sum(p.numel() for p in ZeroPadShortcut(16, 32, 2).parameters()) == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_shortcut_a_is_exact_on_odd_sizes_and_keeps_channels_last_gradients(dtype):
+    leaf = torch.randn(2, 32, 7, 7, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+    x = leaf * 1  # inside a graph: a leaf's .grad is re-laid out to match the leaf, an activation's gradient is not
+    grads = []
+    x.register_hook(grads.append)
+    y = ZeroPadShortcut(32, 64, stride=2)(x)
+    assert y.shape == (2, 64, 4, 4)
+    assert torch.equal(y[:, :32], x[:, :, ::2, ::2])
+    y.backward(torch.ones_like(y))
+    (grad,) = grads
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(grad[:, :, ::2, ::2], torch.ones(2, 32, 4, 4, dtype=dtype))
+    assert grad.sum() == 2 * 32 * 4 * 4
+
+
 def test_shortcut_b_and_c_projections():
     b = resnet.create_model("resnet18")
     c = resnet.create_model("resnet18", shortcut="C")

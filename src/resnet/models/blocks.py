@@ -22,7 +22,13 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
 
 
 class ZeroPadShortcut(nn.Module):
-    """Option A: parameter-free identity; subsample spatially by striding and zero-pad the new channels."""
+    """Option A: parameter-free identity; subsample spatially by striding and zero-pad the new channels.
+
+    The subsampling is a 1x1 average pool with the block's stride: the same values as slicing ``x[..., ::s, ::s]``,
+    but its backward keeps a channels_last gradient channels_last. A slice's backward returns a contiguous (NCHW)
+    gradient, and the ops it then meets in channels_last (the gradient sum and the ReLU's backward) take a slow
+    mixed-layout path: on a 2-core bf16 CPU that cost ResNet-20 about 9% of its training step.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int):
         super().__init__()
@@ -33,7 +39,7 @@ class ZeroPadShortcut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
+            x = F.avg_pool2d(x, 1, self.stride)
         if self.extra_channels:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
         return x
