@@ -18,8 +18,8 @@ from .conftest import require_module
 PARAMS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
     "resnet152": 60_192_808,
-    # paper Table 6 (0.27M ... 19.4M): shortcut A, 3 input channels, 10 classes
-    "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018, "resnet110": 1_727_962,
+    # paper Table 6 (0.27M ... 19.4M): shortcut A, 3 input channels, 10 classes; resnet14 (n=2) is not in the paper
+    "resnet14": 172_506, "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018, "resnet110": 1_727_962,
     "resnet1202": 19_421_274,
 }
 # Pre-activation paper: 164 -> 1.7M, 1001 -> 10.2M. With BN parameters 1001 has 10.33M (as osmr/imgclsmob's
@@ -43,10 +43,10 @@ def test_registry_lists_the_whole_family():
     names = set(list_models())
     expected = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34",
                 "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
-                "resnet50d", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
+                "resnet50d", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
                 "plain20", "plain32", "plain44", "plain56", "plain110"}
     assert expected <= names
-    assert list_models("resnet1*") == ["resnet110", "resnet1202", "resnet18", "resnet101", "resnet152"]
+    assert list_models("resnet1*") == ["resnet14", "resnet110", "resnet1202", "resnet18", "resnet101", "resnet152"]
     assert list_models("plain") == ["plain20", "plain32", "plain44", "plain56", "plain110", "plain18", "plain34"]
     assert list_models("preact*") == list(PREACT_PARAMS)
 
