@@ -19,8 +19,8 @@ PARAMS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
     "resnet152": 60_192_808,
     # paper Table 6 (0.27M ... 19.4M): shortcut A, 3 input channels, 10 classes; resnet14 (n=2) is not in the paper
-    "resnet14": 172_506, "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018, "resnet110": 1_727_962,
-    "resnet1202": 19_421_274,
+    "resnet14": 172_506, "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018,
+    "resnet110": 1_727_962, "resnet1202": 19_421_274,
 }
 # Pre-activation paper: 164 -> 1.7M, 1001 -> 10.2M. With BN parameters 1001 has 10.33M (as osmr/imgclsmob's
 # PreResNet-1001); its 10,178,490 conv + fc parameters round to the paper's 10.2M.
