@@ -35,8 +35,9 @@ def compare(run: Path) -> tuple[list[str], float]:
     scores = {}
     for which in ("ema", "final"):
         load_into(model, checkpoint_weights(checkpoint, which), str(run))
-        scores[which] = [evaluate_on_test_set(model, card, str(run), None, None, t, 256, torch.device("cpu"),
-                                              precision).result.top1 for t in dict.fromkeys(["none", tta])]
+        scores[which] = [evaluate_on_test_set(model, card, str(run), data=None, data_root=None, tta=t, batch_size=256,
+                                              device=torch.device("cpu"), precision=precision).result.top1
+                         for t in dict.fromkeys(["none", tta])]
     row = [str(run), precision, tta, *(f"{s:.2f}" for s in (*scores["ema"], *scores["final"]))]
     return row, scores["final"][-1] - scores["ema"][-1]
 

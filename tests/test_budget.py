@@ -20,8 +20,7 @@ from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
 from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, process_start,
-                                 refit_due, refitted, retimed, seconds_per_step, shortened,
-                                 steps_that_fit)
+                                 refit_due, refitted, retimed, seconds_per_step, shortened, steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
