@@ -21,7 +21,7 @@ data:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
 	else echo "Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist' or set RESNET_DATA"; fi
 
-# The main job: train and evaluate the default recipe (ResNet-20 on Fashion-MNIST) in a 10-minute budget on any
+# The main job: train and evaluate the default recipe (ResNet-14 on Fashion-MNIST) in a 10-minute budget on any
 # machine, start-up and the final test (top-1, per-class accuracy, confusion.png) included.
 demo: setup data
 	$(VENV)/bin/resnet train --out runs/demo-$$(date +%Y%m%d-%H%M%S)

@@ -2,6 +2,7 @@
 
     python benchmarks/recipe_ablation.py                      # every variant, seed 0, 3-minute budget each
     python benchmarks/recipe_ablation.py --budget 10m --seeds 0 1 2
+    python benchmarks/recipe_ablation.py --config fashion-mnist-resnet20   # the same choices with ResNet-20
     python benchmarks/recipe_ablation.py --only "shipped recipe" "no TTA at test"
 
 Every variant is `resnet train` with the default recipe and a few `--set` overrides, one process per seed (see
@@ -21,11 +22,12 @@ from pathlib import Path
 
 import torch
 
+from resnet.config import DEFAULT_RECIPE
 from resnet.device import cpu_has_native_bf16, cpu_summary
 from resnet.table import format_table
 from time_to_accuracy import mean_std, run_seed
 
-# Variant name -> `--set` overrides of the default recipe (fashion-mnist-resnet20).
+# Variant name -> `--set` overrides of the recipe (--config, default: the default recipe).
 VARIANTS: dict[str, list[str]] = {
     "shipped recipe": [],
     "no label smoothing": ["label_smoothing=0"],
@@ -44,6 +46,7 @@ VARIANTS: dict[str, list[str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=DEFAULT_RECIPE, help="recipe name or YAML file")
     parser.add_argument("--budget", default="3m", help="wall-clock budget of every run (default 3m)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), metavar="VARIANT", help="run only these")
@@ -56,7 +59,7 @@ def main() -> None:
     names = args.only or list(VARIANTS)
     results = {}
     for i, name in enumerate(names):
-        results[name] = [run_seed("fashion-mnist-resnet20", seed, out / f"variant{i}-seed{seed}", args.budget,
+        results[name] = [run_seed(args.config, seed, out / f"variant{i}-seed{seed}", args.budget,
                                   VARIANTS[name]) for seed in args.seeds]
     reference = names[0]
     base = statistics.fmean(r["test_top1"] for r in results[reference])
@@ -67,7 +70,7 @@ def main() -> None:
         rows.append([name, " ".join(VARIANTS[name]) or "-", mean_std(top1), f"{statistics.fmean(top1) - base:+.2f}",
                      f"{statistics.fmean(r['steps'] for r in runs):.0f}",
                      f"{statistics.fmean(r['img_per_s'] for r in runs):.0f}"])
-    print(f"\ndefault recipe, budget {args.budget} per run, seeds {' '.join(map(str, args.seeds))}; test top-1 of the "
+    print(f"\n`{args.config}`, budget {args.budget} per run, seeds {' '.join(map(str, args.seeds))}; test top-1 of the "
           f"final model on {results[reference][0]['test_count']:,} test images; difference to '{reference}'")
     print(f"machine: {cpu_summary()}; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}; PyTorch "
           f"{torch.__version__}\n")

@@ -4,6 +4,7 @@ the official test set.
     python benchmarks/time_to_accuracy.py                                   # the default recipe, seeds 0 1 2
     python benchmarks/time_to_accuracy.py --budget 10m                      # the same, each run given 10 minutes
     python benchmarks/time_to_accuracy.py --config fashion-mnist-resnet20-long --seeds 0
+    python benchmarks/time_to_accuracy.py --config fashion-mnist-resnet20   # the default recipe with ResNet-20
     python benchmarks/time_to_accuracy.py --set label_smoothing=0.1 --out runs/tta-ls   # an ablation, same seeds
     python benchmarks/time_to_accuracy.py --emulate-avx2 --out runs/tta-avx2   # as on a CPU without AVX-512
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from resnet.config import DEFAULT_RECIPE
 from resnet.device import cpu_has_native_bf16, cpu_summary
 from resnet.table import format_table
 
@@ -69,7 +71,7 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="fashion-mnist-resnet20", help="recipe name or YAML file")
+    parser.add_argument("--config", default=DEFAULT_RECIPE, help="recipe name or YAML file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", help="give every run this wall-clock budget (e.g. 10m)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")

@@ -59,9 +59,10 @@ def hide_modules(monkeypatch, *names: str) -> None:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """One short real training run on a Fashion-MNIST subset, shared by the eval / predict / export tests (and by
-    every xdist worker: the first one trains under a file lock, the others find its finished run directory)."""
-    from resnet.config import load_config
+    """One short real training run of the default recipe (ResNet-14) on a Fashion-MNIST subset, shared by the eval /
+    predict / export tests (and by every xdist worker: the first one trains under a file lock, the others find its
+    finished run directory)."""
+    from resnet.config import DEFAULT_RECIPE, load_config
     from resnet.train import RunResult, train
 
     shared = tmp_path_factory.getbasetemp()
@@ -70,8 +71,8 @@ def trained_run(tmp_path_factory):
     out = shared / "shared-runs" / "fmnist"
     with FileLock(str(shared / "shared-runs.lock")):
         if not (out / "results.json").is_file():
-            cfg = load_config("fashion-mnist-resnet20", {"out": str(out), "epochs": 3, "batch_size": 64,
-                                                         "data.train_limit": 8000, "data.val_split": 1000},
+            cfg = load_config(DEFAULT_RECIPE, {"out": str(out), "epochs": 3, "batch_size": 64,
+                                                "data.train_limit": 8000, "data.val_split": 1000},
                               ["optim.lr=0.1", "schedule.name=cosine", "schedule.warmup_epochs=0.2", "log_every=20",
                                "test_tta=none"])
             train(cfg, log=lambda *a, **k: None)

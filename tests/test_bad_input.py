@@ -197,10 +197,10 @@ def test_truncated_and_mismatched_checkpoints(trained_run, tmp_path):
     with pytest.raises(UserError, match="different architecture"):
         load_into(create_model("resnet32", in_chans=1), state, str(last))
     with pytest.raises(UserError, match=r"has 10 classes but the model has 7.*reset_head=true"):
-        load_into(create_model("resnet20", in_chans=1, num_classes=7), state, str(last))
+        load_into(create_model("resnet14", in_chans=1, num_classes=7), state, str(last))
     with pytest.raises(UserError, match="expects 1 input channels but the model has 3"):
-        load_into(create_model("resnet20", in_chans=3), state, str(last))
+        load_into(create_model("resnet14", in_chans=3), state, str(last))
     # fine-tuning on another label set: the new head is kept, the rest loads
-    model = create_model("resnet20", in_chans=1, num_classes=7)
+    model = create_model("resnet14", in_chans=1, num_classes=7)
     load_into(model, state, str(last), reset_head=True)
     assert torch.equal(model.conv1.weight, state["conv1.weight"])

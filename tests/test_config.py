@@ -8,9 +8,9 @@ import yaml
 from resnet.errors import UserError
 from resnet.config import list_recipes, load_config, read_recipe, save_config, config_from_dict, to_dict
 
-RECIPES = ["fashion-mnist-resnet20", "fashion-mnist-resnet20-long", "cifar10-resnet20-paper",
-           "cifar10-resnet32-paper", "cifar10-resnet44-paper", "cifar10-resnet56-paper", "cifar10-resnet110-paper",
-           "imagenet-resnet50-paper", "imagenet-resnet50-modern"]
+RECIPES = ["fashion-mnist-resnet14", "fashion-mnist-resnet20", "fashion-mnist-resnet20-long",
+           "cifar10-resnet20-paper", "cifar10-resnet32-paper", "cifar10-resnet44-paper", "cifar10-resnet56-paper",
+           "cifar10-resnet110-paper", "imagenet-resnet50-paper", "imagenet-resnet50-modern"]
 
 
 def test_every_recipe_is_shipped_and_loads():
@@ -20,9 +20,13 @@ def test_every_recipe_is_shipped_and_loads():
         assert cfg.recipe == name
 
 
-def test_default_recipe_is_resnet20_on_fashion_mnist():
-    cfg = load_config()
-    assert (cfg.model.name, cfg.data.name) == ("resnet20", "fashion-mnist")
+def test_default_recipe_is_the_10_minute_recipe_with_resnet14_and_the_long_one_keeps_resnet20():
+    cfg, base, long = load_config(), load_config("fashion-mnist-resnet20"), load_config("fashion-mnist-resnet20-long")
+    assert (cfg.recipe, cfg.model.name, cfg.data.name, cfg.budget) == ("fashion-mnist-resnet14", "resnet14",
+                                                                       "fashion-mnist", "10m")
+    # only the net differs from the ResNet-20 recipe it builds on
+    assert to_dict(cfg) == to_dict(base) | {"recipe": cfg.recipe, "model": to_dict(cfg)["model"]}
+    assert (base.model.name, long.model.name) == ("resnet20", "resnet20")
 
 
 def test_paper_cifar_recipe_is_the_paper_schedule():

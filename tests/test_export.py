@@ -54,7 +54,7 @@ def test_onnx_graph_has_no_batchnorm_and_a_dynamic_batch(exported):
     path, model, card, _ = exported
     proto = onnx.load(str(path))
     ops = {n.op_type for n in proto.graph.node}
-    assert "BatchNormalization" not in ops and "Conv" in ops  # resnet20: every BN follows a conv
+    assert "BatchNormalization" not in ops and "Conv" in ops  # resnet14: every BN follows a conv
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
     backend = onnxruntime_backend(path)
     x = real_images(card, 7)
@@ -72,7 +72,7 @@ def test_metadata_round_trip(exported):
     path, _, card, _ = exported
     assert card_from_onnx(path) == card
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["architecture"] == "resnet20" and meta["dataset"] == "fashion-mnist"
+    assert meta["architecture"] == "resnet14" and meta["dataset"] == "fashion-mnist"
     assert json.loads(meta["classes"])[0] == "T-shirt/top"
     assert json.loads(meta["input_size"]) == [1, 28, 28] and json.loads(meta["mean"]) == card.mean
 

@@ -44,10 +44,11 @@ def test_registry_lists_the_whole_family():
     expected = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34",
                 "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
                 "resnet50d", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
-                "plain20", "plain32", "plain44", "plain56", "plain110"}
+                "plain14", "plain20", "plain32", "plain44", "plain56", "plain110"}
     assert expected <= names
     assert list_models("resnet1*") == ["resnet14", "resnet110", "resnet1202", "resnet18", "resnet101", "resnet152"]
-    assert list_models("plain") == ["plain20", "plain32", "plain44", "plain56", "plain110", "plain18", "plain34"]
+    assert list_models("plain") == [
+        "plain14", "plain20", "plain32", "plain44", "plain56", "plain110", "plain18", "plain34"]
     assert list_models("preact*") == list(PREACT_PARAMS)
 
 
@@ -105,7 +106,8 @@ def test_summary_stage_sizes_resnet50():
 
 
 def test_plain_net_has_exactly_the_parameters_of_its_shortcut_a_twin():
-    for plain, residual, kwargs in [("plain20", "resnet20", {}), ("plain110", "resnet110", {}),
+    for plain, residual, kwargs in [("plain14", "resnet14", {}), ("plain20", "resnet20", {}),
+                                    ("plain110", "resnet110", {}),
                                     ("plain18", "resnet18", {"shortcut": "A"}),
                                     ("plain34", "resnet34", {"shortcut": "A"})]:
         with torch.device("meta"):

@@ -57,7 +57,7 @@ def test_card_round_trips_and_quantization_is_recorded(ov_exported):
     path, _, card, _ = ov_exported
     assert card_from_openvino(path) == card and card_from_openvino(path.with_suffix(".int8.xml")) == card
     model = read_openvino(path)
-    assert model.get_rt_info(["resnet", "architecture"]).astype(str) == "resnet20"
+    assert model.get_rt_info(["resnet", "architecture"]).astype(str) == "resnet14"
     assert json.loads(model.get_rt_info(["resnet", "input_size"]).astype(str)) == [1, 28, 28]
     assert not model.has_rt_info(["resnet", "quantization"])
     assert "NNCF" in read_openvino(path.with_suffix(".int8.xml")).get_rt_info(["resnet", "quantization"]).astype(str)

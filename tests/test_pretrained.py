@@ -268,7 +268,7 @@ def test_bad_weight_files_end_in_one_sentence_and_write_nothing(tmp_path, capsys
 
     torch.save({"conv1.weight": Exploit()}, tmp_path / "evil.pth")
     cases = {"empty.pth": "is empty", "cut.pth": "is truncated or corrupt", "evil.pth": "refusing to load",
-             "r32.pth": "another architecture: its key 'layer1.3.conv1.weight' is not in resnet20"}
+             "r32.pth": "another architecture: its key 'layer1.2.conv1.weight' is not in resnet14"}
     for name, message in cases.items():
         out = tmp_path / f"run-{name}"
         err = fails(capsys, "train", "--pretrained", tmp_path / name, "--out", out, *TINY)

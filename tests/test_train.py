@@ -29,7 +29,7 @@ def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
     steps = read_jsonl(run / "steps.jsonl")
     assert [s["step"] for s in steps][:3] == [20, 40, 60]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["model"]["name"] == "resnet20" and cfg["epochs"] == 3
+    assert cfg["model"]["name"] == "resnet14" and cfg["epochs"] == 3
     results = json.loads((run / "results.json").read_text())
     assert results["test_count"] == 10_000 and results["test_seconds"] > 0
     per_class = results["per_class"]  # the final test's per-class accuracy, as `resnet eval` reports it

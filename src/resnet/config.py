@@ -25,7 +25,7 @@ from .io import write_text
 from .models import model_info
 
 RECIPE_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_RECIPE = "fashion-mnist-resnet20"
+DEFAULT_RECIPE = "fashion-mnist-resnet14"
 
 
 @dataclass
