@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int)
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a model with a recipe (default: ResNet-20 on Fashion-MNIST)",
+    p = sub.add_parser("train", help="train a model with a recipe (default: ResNet-14 on Fashion-MNIST, 10 minutes)",
                        description="Train with a YAML recipe; every field can be overridden with --set key=value.")
     p.add_argument("--config", metavar="FILE|RECIPE", help="YAML file or shipped recipe name (see `resnet recipes`)")
     p.add_argument("--model", help="model name (see `resnet models`)")

@@ -366,7 +366,7 @@ def validate(cfg: Config) -> Config:
 
 def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None) -> Config:
-    """Recipe (default: the Fashion-MNIST ResNet-20 recipe) + ``overrides`` (dotted keys) + ``--set`` strings."""
+    """Recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST) + ``overrides`` (dotted keys) + ``--set`` strings."""
     data = read_recipe(recipe or DEFAULT_RECIPE)
     recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
     # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
