@@ -5,12 +5,12 @@
     python benchmarks/recipe_ablation.py --config fashion-mnist-resnet20   # the same choices with ResNet-20
     python benchmarks/recipe_ablation.py --only "shipped recipe" "no TTA at test"
 
-Every variant is `resnet train` with the default recipe and a few `--set` overrides, one process per seed (see
-time_to_accuracy.py). Prints a Markdown table: test top-1 of the final model (mean over seeds, with the recipe's
-test-time augmentation), the difference to the shipped recipe, steps and img/s. A budget shorter than the recipe's 10
-minutes makes the ablation affordable; say which budget a table came from, as effects can change with the length of
-the run. Choices that leave training untouched (the EMA, the test-time augmentation) are measured more precisely on the
-same runs: benchmarks/ema_vs_final.py, `resnet eval RUN --tta ...`.
+Every variant is `resnet train` with the recipe (`--config`, default: the default recipe) and a few `--set` overrides,
+one process per seed (see time_to_accuracy.py). Prints a Markdown table: test top-1 of the final model (mean over
+seeds, with the recipe's test-time augmentation), the difference to the shipped recipe, steps and img/s. A budget
+shorter than the recipe's 10 minutes makes the ablation affordable; say which budget a table came from, as effects can
+change with the length of the run. Choices that leave training untouched (the EMA, the test-time augmentation) are
+measured more precisely on the same runs: benchmarks/ema_vs_final.py, `resnet eval RUN --tta ...`.
 """
 
 from __future__ import annotations
