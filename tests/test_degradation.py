@@ -23,7 +23,7 @@ from resnet.models import create_model
 TRAIN_LIMIT = 384
 BATCH = 32  # TRAIN_LIMIT / BATCH = 12 steps: the tiny study trains exactly one epoch
 TINY = ["--depths", "20", "56", "--iterations", "12", "--train-limit", str(TRAIN_LIMIT), "--set", "data.test_limit=200",
-        "--set", "log_every=4", "--set", "checkpoint_every=4", "--set", "threads=2", "--set", "precision=fp32",
+        "--set", "log_every=4", "--set", "checkpoint_every=4", "--set", "threads=1", "--set", "precision=fp32",
         "--set", f"batch_size={BATCH}", "--seeds", "1"]
 NETS = ["plain20", "plain56", "resnet20", "resnet56"]
 
