@@ -18,14 +18,17 @@ from typing import Any, Literal
 
 import yaml
 
-from .data import PER_DATASET_FIELDS, DataConfig, check_dataset_name
+from .data import PER_DATASET_FIELDS, DataConfig, check_dataset_name, folder_root, is_memory
+from .data.folder_stats import inspect_folder
 from .device import Precision
 from .errors import UserError
 from .io import write_text
+from .folder_defaults import choose, eval_resize_for, weights_architecture
 from .models import model_info
 
 RECIPE_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_RECIPE = "fashion-mnist-resnet14"
+FOLDER_FINETUNE_RECIPE = "finetune-imagefolder"  # the base of `--data imagefolder:PATH --pretrained W` with no --config
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     out: str | None = None  # run directory (default runs/<recipe>, numbered if taken)
     recipe: str | None = None  # name of the recipe this config came from (informational)
+    chosen: list[str] = field(default_factory=list)  # defaults chosen from an image folder's images, and why
 
 
 # ----------------------------------------------------------------------------------------------- YAML and overrides
@@ -366,8 +370,17 @@ def validate(cfg: Config) -> Config:
 
 def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None) -> Config:
-    """Recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST) + ``overrides`` (dotted keys) + ``--set`` strings."""
-    data = read_recipe(recipe or DEFAULT_RECIPE)
+    """Recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST; FOLDER_FINETUNE_RECIPE for --pretrained weights on
+    an image folder) + ``overrides`` (dotted keys) + ``--set`` strings. On an image folder, what neither sets follows
+    the folder's images (:mod:`resnet.folder_defaults`)."""
+    parsed = [parse_override(text) for text in sets or []]
+    asked = {**(overrides or {}), **dict(parsed)}
+    on_folder = not is_memory(str(asked.get("data.name") or DataConfig.name))
+    if recipe is None and on_folder and asked.get("pretrained"):
+        recipe_name = FOLDER_FINETUNE_RECIPE
+    else:
+        recipe_name = recipe or DEFAULT_RECIPE
+    data = read_recipe(recipe_name)
     recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
     # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
     # linear scaling rule applies to the override (and to more processes) rather than moving with it.
@@ -376,12 +389,21 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
         optim["lr_batch_size"] = data.get("batch_size", Config.batch_size)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
-    parsed = [parse_override(text) for text in sets or []]
-    asked = {**(overrides or {}), **dict(parsed)}
     prefer_asked_length(data, asked)
     for key, value in parsed:
         set_dotted(data, key, value)
     _drop_other_datasets_fields(data, recipe_data, asked)
+    name = data.get("data", {}).get("name", DataConfig.name) if isinstance(data.get("data"), dict) else None
+    if isinstance(name, str) and not is_memory(name) and (folder_root(name) / "train").is_dir():
+        # (a missing folder is reported by the run, when it opens its data)
+        stats = inspect_folder(folder_root(name))
+        chosen, why = choose(stats, data, set(asked), recipe_given=recipe is not None,
+                             weights_arch=weights_architecture(asked.get("pretrained")))
+        for key, value in chosen.items():
+            set_dotted(data, key, value)
+        data["chosen"] = why
+    if "data.image_size" in asked and "data.eval_resize" not in asked and isinstance(data.get("data"), dict):
+        data["data"]["eval_resize"] = eval_resize_for(int(data["data"]["image_size"]))  # evaluate at the size trained
     return validate(build(Config, data))
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Union
 
@@ -11,6 +12,7 @@ import torch
 from ..errors import UserError
 from .datasets import MemoryDataset, split_holdout
 from .files import FileLoader, SeededImageDataset
+from .folder_memory import decode_folder, use_memory
 from .memory import Augment, MemoryLoader
 from .options import PER_DATASET_FIELDS, DataConfig
 from .registry import (FolderSplit, check_dataset_name, dataset_spec, dataset_stats, folder_root, is_memory,
@@ -36,6 +38,7 @@ class DataBundle:
     std: tuple[float, ...]
     resize: int | list[int]
     crop: int | None
+    test_name: str = "test"  # what ``test`` is: a named set's test split, a folder's "val" folder or "held-out" part
 
     @property
     def eval_loader(self) -> Loader:
@@ -43,7 +46,7 @@ class DataBundle:
 
     @property
     def eval_set(self) -> str:
-        return "val" if self.val is not None else "test"
+        return "val" if self.val is not None else self.test_name
 
 
 def _check_batch(n_train: int, batch_size: int, world: int) -> None:
@@ -81,6 +84,7 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     root, train_samples, classes = opened.root, opened.samples, opened.classes
     listed = [p for p, _ in opened.samples]  # every file of the folder: the scan cache forgets the others
     mode = "L" if in_chans == 1 else "RGB"
+    test_name = "val" if (root / "val").is_dir() else "held-out"
     if (root / "val").is_dir():
         held_out = open_split(d.name, "test")
         test_samples, test_classes = held_out.samples, held_out.classes
@@ -103,6 +107,9 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     if d.test_limit:
         test_samples = test_samples[:d.test_limit]
     splits = {"train": train_samples, "val": val_samples or [], "test": test_samples}
+    if use_memory(d.memory, d.image_size, len(train_samples), in_chans):
+        return _folder_in_memory(d, splits, classes, batch_size, seed, device, rank, world, channels_last, in_chans,
+                                 test_name, log)
     # Files of this run that do not decode: only new or changed ones are decoded under data.verify=cached.
     if d.verify == "off" and d.bad_images == "skip":
         log("warning: data.verify=off checks no file before training, so data.bad_images=skip cannot leave bad files "
@@ -114,14 +121,10 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     if scan.warning:
         log(f"warning: {scan.warning}")
     bad = scan.bad
+    _leave_out_bad(bad, d.bad_images, log)
     if bad:
-        if d.bad_images == "error":
-            listing = "; ".join(str(e) for e in bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-            raise UserError(f"{len(bad)} bad image file(s) found: {listing}. Remove or fix them, or set "
-                            f"data.bad_images=skip to leave them out")
         skip = {e.path for e in bad}
         splits = {k: [s for s in v if s[0] not in skip] for k, v in splits.items()}
-        log(f"warning: leaving out {len(bad)} bad image file(s), e.g. {bad[0]}")
     _check_batch(len(splits["train"]), batch_size, world)
     mean, std = dataset_stats(d.name, in_chans)
     eval_crop = d.eval_crop or d.image_size
@@ -138,7 +141,48 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
         val=loader(splits["val"], False, eval_batch) if val_samples else None,
         test=loader(splits["test"], False, eval_batch),
         classes=classes, in_chans=in_chans, input_size=(eval_crop, eval_crop), mean=mean, std=std,
-        resize=d.eval_resize, crop=eval_crop)
+        resize=d.eval_resize, crop=eval_crop, test_name=test_name)
+
+
+def _leave_out_bad(bad: list, policy: str, log) -> None:
+    """A folder's undecodable files: one sentence listing them (``data.bad_images=error``) or a warning (``skip``)."""
+    if not bad:
+        return
+    if policy == "error":
+        listing = "; ".join(str(e) for e in bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise UserError(f"{len(bad)} bad image file(s) found: {listing}. Remove or fix them, or set "
+                        f"data.bad_images=skip to leave them out")
+    log(f"warning: leaving out {len(bad)} bad image file(s), e.g. {bad[0]}")
+
+
+def _folder_in_memory(d: DataConfig, splits: dict, classes: list[str], batch_size: int, seed: int, device, rank,
+                      world, channels_last, in_chans: int, test_name: str, log) -> DataBundle:
+    """An image folder decoded once (:mod:`.folder_memory`) and trained like Fashion-MNIST: batched pad-and-crop and
+    flip on the training device."""
+    mode = "L" if in_chans == 1 else "RGB"
+    eval_crop = d.eval_crop or d.image_size
+    start = time.perf_counter()
+    parts, bad = {}, []
+    for name, samples in splits.items():
+        size = (d.image_size, d.image_size) if name == "train" else (d.eval_resize, eval_crop)
+        parts[name], failed = decode_folder(samples, classes, mode, *size) if samples else (None, [])
+        bad += failed
+    _leave_out_bad(bad, d.bad_images, log)
+    held = [p for p in parts.values() if p is not None]
+    log(f"decoded {sum(len(p) for p in held):,} images into memory ({sum(p.images.numel() for p in held) / 2**20:.1f} "
+        f"MiB) in {time.perf_counter() - start:.1f} s")
+    train = parts["train"]
+    _check_batch(len(train), batch_size, world)
+    mean, std = dataset_stats(d.name, in_chans)
+    common = dict(device=device, mean=mean, std=std, rank=rank, world=world, channels_last=channels_last)
+    eval_batch = max(batch_size, 256)
+    return DataBundle(
+        train=MemoryLoader(train, batch_size, train=True, augment=Augment(d.crop_padding, d.flip, d.random_erasing),
+                           seed=seed, **common),
+        val=MemoryLoader(parts["val"], eval_batch, train=False, **common) if parts["val"] is not None else None,
+        test=MemoryLoader(parts["test"], eval_batch, train=False, **common),
+        classes=classes, in_chans=in_chans, input_size=(eval_crop, eval_crop), mean=mean, std=std,
+        resize=d.eval_resize, crop=eval_crop, test_name=test_name)
 
 
 def build_data(data: DataConfig, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1,

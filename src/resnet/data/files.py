@@ -36,6 +36,9 @@ def list_samples(folder: Path) -> tuple[list[tuple[str, int]], list[str]]:
         more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
         raise UserError(f"class folder {folder / empty[0]} is empty{more} (no {', '.join(IMAGE_SUFFIXES[:4])}, ... "
                         f"files); add images or remove the folder")
+    if len(classes) < 2:
+        raise UserError(f"{folder} holds {len(classes)} class folder ({classes[0]}); a classifier needs at least two: "
+                        f"put each class's images in its own folder under {folder}")
     return samples, classes
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 AutoAugment = Literal["trivialaugment", "randaugment", "autoaugment"]
 BadImages = Literal["error", "skip"]  # what a file-based set does with files that fail to decode
 Verify = Literal["full", "cached", "off"]  # how a file-based set checks its files decode before training
+Memory = Literal["auto", "on", "off"]  # whether an image folder is decoded once into memory (data.folder_memory)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class DataConfig:
     workers: int = 2  # file-based sets: data-loader worker processes
     bad_images: BadImages = "error"  # file-based sets
     verify: Verify = "cached"  # file-based sets: decode every file (full), only new or changed ones (cached), none (off)
+    memory: Memory = "auto"  # image folders: decode once into memory and augment in batches (pad-and-crop + flip);
+    #                          auto: when the training crop is small (< 64 px) and the decoded images fit easily
 
 
 # Fields that describe one data set's size or location: a recipe's values for them do not carry over to a run on

@@ -1,8 +1,8 @@
 """Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget, all included (start-up from the
 command's own start, training, the evaluations the recipe asks for, the final test), and keeping to it.
 
-Before the run starts, a few real training steps and evaluation batches are timed on a throw-away copy of the model;
-the number of steps follows, and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
+Before the run starts, a few real training steps and evaluation images are timed on a throw-away copy of the model,
+in at most :data:`PROBE_SHARE` of the budget; the number of steps follows (fewer than an epoch if that is what fits), and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
 after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
 training goes the plan is re-checked against the run's own speed: five times (at 2%, 10%, 25%, 50% and 75% of the
 plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen
@@ -30,8 +30,11 @@ from .log import format_duration
 
 SAFETY = 0.03  # share of the budget held back for timing noise
 FINISH_SECONDS = 5.0  # after the final test: saving the model, the results, the curves and confusion figures
+PROBE_SHARE = 0.05  # the most of the budget the plan's timing may take: training steps half, evaluation and test
 MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
-MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them
+MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them (or the probe's share, if less)
+EVAL_PROBE_SECONDS = 0.3  # an evaluation is timed on ever larger slices of a batch until one takes this long
+MIN_STEPS = 5  # a budget that fits fewer training steps than this is refused: too few to train anything
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
 REFIT_SHARES = (0.02, 0.1, 0.25, 0.5, 0.75)  # the plan is re-fitted, longer or shorter, once each share is timed
 
@@ -66,17 +69,33 @@ def steps_that_fit(room_s: float, step_s: float, eval_s: float, test_s: float, s
     return math.floor((room_s - fixed) / seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every))
 
 
+def least_budget(spent_s: float, step_s: float, eval_s: float, test_s: float) -> int:
+    """Seconds of the shortest budget that fits :data:`MIN_STEPS` steps, an evaluation and the final test, rounded
+    up to 10 s."""
+    need = spent_s + eval_s + test_s + FINISH_SECONDS + MIN_STEPS * step_s
+    return math.ceil(need / (1 - SAFETY) / 10) * 10
+
+
+def refuse_slow_step(budget_s: float, spent_s: float, step_s: float, budget_text: str, how: str) -> None:
+    """One sentence, before any full step is timed, when ``step_s`` (``how`` it was found) leaves no room for
+    :data:`MIN_STEPS` steps."""
+    if spent_s + MIN_STEPS * step_s > budget_s * (1 - SAFETY):
+        least = least_budget(spent_s, step_s, 0.0, 0.0)
+        raise UserError(f"one training step takes about {step_s:.3g} s here ({how}), so a budget of {budget_text} "
+                        f"fits fewer than {MIN_STEPS} steps; use --budget {least}s or more, or a smaller "
+                        f"data.image_size, --batch-size or --model")
+
+
 def plan_budget(budget_s: float, spent_s: float, step_s: float, eval_s: float, test_s: float,
                 steps_per_epoch: int, eval_every: int, budget_text: str) -> BudgetPlan:
-    """The plan of a fresh run, or one sentence with the least budget that works when not even one epoch fits."""
+    """The plan of a fresh run (less than an epoch if that is what fits), or one sentence with the least budget that
+    works when fewer than :data:`MIN_STEPS` steps fit."""
     steps = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, eval_s, test_s, steps_per_epoch, eval_every)
-    if steps < steps_per_epoch:
-        need = spent_s + eval_s + test_s + FINISH_SECONDS + steps_per_epoch * seconds_per_step(
-            step_s, eval_s, steps_per_epoch, eval_every)
-        least = math.ceil(need / (1 - SAFETY) / 10) * 10
-        raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here, less than "
-                        f"one epoch ({steps_per_epoch:,} steps at {step_s:.3g} s each); the least budget that works is "
-                        f"about {format_duration(least)}: use --budget {least}s or more")
+    if steps < MIN_STEPS:
+        least = least_budget(spent_s, step_s, eval_s, test_s)
+        raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here ({step_s:.3g} "
+                        f"s each, {eval_s + test_s:.3g} s to evaluate and test), fewer than {MIN_STEPS}; the least "
+                        f"budget that works is about {format_duration(least)}: use --budget {least}s or more")
     return BudgetPlan(steps=steps, schedule_steps=steps, step_seconds=step_s, eval_seconds=eval_s,
                       test_seconds=test_s, startup_seconds=spent_s)
 
@@ -121,39 +140,44 @@ def _sync(device: torch.device) -> None:
 
 
 def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], batches: Iterable,
-                        device: torch.device, untimed: int = 1) -> float:
+                        device: torch.device, untimed: int = 1, max_seconds: float = MAX_PROBE_SECONDS) -> float:
     """Seconds per call of ``step(images, labels)``: ``untimed`` warm-up calls (a CUDA-graph step needs its eager
-    steps and its capture), then up to :data:`MAX_PROBE_STEPS` timed ones (fewer once :data:`MAX_PROBE_SECONDS` have
-    gone by)."""
-    it = iter(batches)
-    for images, labels in islice(it, untimed):
+    steps and its capture), then up to :data:`MAX_PROBE_STEPS` timed ones, stopping once ``max_seconds`` have gone by
+    (at least one; an epoch of a single batch is timed again from its start)."""
+    batches = list(islice(iter(batches), untimed + MAX_PROBE_STEPS))
+    if not batches:
+        raise UserError("the training set is too small to time a training step (no full batch); lower "
+                        "batch_size or train without --budget")
+    for images, labels in batches[:untimed]:
         step(images, labels)
     _sync(device)
     start, done = time.perf_counter(), 0
-    for images, labels in islice(it, MAX_PROBE_STEPS):
+    for images, labels in batches[untimed:] or batches[:1]:
         step(images, labels)
         done += 1
         _sync(device)
-        if time.perf_counter() - start > MAX_PROBE_SECONDS:
+        if time.perf_counter() - start > max_seconds:
             break
-    if done == 0:
-        raise UserError("the training set is too small to time a training step (fewer than two batches); lower "
-                        "batch_size or train without --budget")
     return (time.perf_counter() - start) / done
 
 
 def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, device: torch.device) -> float:
-    """Seconds of one whole pass of ``loader`` through ``evaluate_batches``, from its first batches: one untimed,
-    then two timed, scaled to the loader's length."""
-    it = iter(loader.epoch(0))
-    first = list(islice(it, 1))
-    timed = list(islice(it, 2)) or first
-    evaluate_batches(first)
-    _sync(device)
-    start = time.perf_counter()
-    evaluate_batches(timed)
-    _sync(device)
-    return (time.perf_counter() - start) / len(timed) * len(loader)
+    """Seconds of one whole pass of ``loader`` through ``evaluate_batches``, from slices of its first batch timed
+    (after an untimed pass over two images) until one takes :data:`EVAL_PROBE_SECONDS` or is the whole batch, scaled
+    per image to the images this process evaluates: a pass is never timed whole, however slow."""
+    images, labels = next(iter(loader.epoch(0)))
+    evaluate_batches([(images[:2], labels[:2])])
+    n = min(8, len(labels))
+    while True:
+        _sync(device)
+        start = time.perf_counter()
+        evaluate_batches([(images[:n], labels[:n])])
+        _sync(device)
+        seconds = time.perf_counter() - start
+        if seconds >= EVAL_PROBE_SECONDS or n == len(labels):
+            break
+        n = min(4 * n, len(labels))
+    return seconds / n * math.ceil(loader.size / loader.world)
 
 
 class Stretch:

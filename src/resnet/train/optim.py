@@ -103,8 +103,9 @@ SCHEDULES: dict[str, ScheduleBuilder] = {"step": _step, "cosine": _cosine, "line
 
 
 def warmup_steps(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> int:
-    """Warm-up length in steps (epochs and iterations add up), cut to leave at least one step after it."""
-    return min(int(round(cfg.warmup_epochs * steps_per_epoch)) + cfg.warmup_iters, max(total_steps - 1, 0))
+    """Warm-up length in steps (epochs and iterations add up), cut to at most half the run, so that a run shorter
+    than its recipe's warm-up (a budget of less than an epoch) still spends most of its steps decaying."""
+    return min(int(round(cfg.warmup_epochs * steps_per_epoch)) + cfg.warmup_iters, total_steps // 2)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int,

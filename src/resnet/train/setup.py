@@ -17,8 +17,9 @@ from ..models import create_model
 
 
 def default_run_dir(cfg: Config) -> Path:
-    """runs/<recipe> (or runs/<model>-<data>), numbered -2, -3, ... when taken."""
-    base = Path("runs") / (cfg.recipe or f"{cfg.model.name}-{cfg.data.name.replace(':', '-').replace('/', '-')}")
+    """runs/<recipe> (runs/<model>-<folder name> on an image folder), numbered -2, -3, ... when taken."""
+    folder = Path(cfg.data.name.partition(":")[2]).name if ":" in cfg.data.name else ""
+    base = Path("runs") / (f"{cfg.model.name}-{folder}" if folder else cfg.recipe or cfg.model.name)
     candidate, n = base, 1
     while candidate.exists() and any(candidate.iterdir()):
         n += 1

@@ -29,8 +29,8 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
-from .budget import (MIN_MEASURED_STEPS, Stretch, plan_budget, refit_due, refitted, retimed, shortened,
-                     time_evaluation, time_training_steps)
+from .budget import (MAX_PROBE_SECONDS, MIN_MEASURED_STEPS, PROBE_SHARE, Stretch, plan_budget, refit_due,
+                     refitted, refuse_slow_step, retimed, shortened, time_evaluation, time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .cuda_graph import GraphedStep, make_step, why_not_graphed
 from .ema import make_ema
@@ -38,6 +38,7 @@ from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
 from .loop import NonFiniteLoss, TrainContext, first_nonfinite, weights_finite
 from .optim import build_optimizer, build_scheduler, scaled_lr, total_steps_for
+from .probe import check_memory, probe_step
 from .setup import build_model, configure_torch, default_run_dir, make_card, make_mixer
 
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -79,17 +80,26 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.env.enabled:
             self.model = dist.convert_sync_batchnorm(self.model, self.device)
+        # Would one step fit in memory? Asked of a small batch before anything is written (and, for a budget, a
+        # first word on the step's time).
+        state = rng_state()
+        self.probe = probe_step(self.model, *next(iter(self.data.train.epoch(0))), self.device, self.precision)
+        set_rng_state(state)
+        check_memory(self.probe, cfg.batch_size, self.data.input_size, self.device)
 
         self.steps_per_epoch = len(self.data.train)
         # Fine-tuning: layers frozen for good leave the optimizer; the head warm-up acts step by step in train_step.
-        self.finetune = plan_finetuning(self.model, cfg.finetune, self.steps_per_epoch)
+        # A run from random weights has no pretrained layers to treat apart, whatever its recipe's finetune section.
+        from_weights = bool(cfg.pretrained or cfg.init_from)
+        self.finetune = plan_finetuning(self.model, cfg.finetune, self.steps_per_epoch) if from_weights else None
+        self.backbone_lr = cfg.finetune.backbone_lr if from_weights else 1.0
         self.global_batch = cfg.batch_size * self.env.world
         self.lr = scaled_lr(cfg, self.env.world)
         self.budget_seconds = parse_duration(cfg.budget) if cfg.budget is not None else None
         if self.budget_seconds is not None and cfg.budget_plan is None:
             cfg.budget_plan = self._plan_budget()  # a fresh budget run; a resumed one follows its saved plan
         self.total_steps, self.epochs = total_steps_for(cfg, self.steps_per_epoch)
-        self.optimizer = build_optimizer(self.model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.lr, self.backbone_lr)
         if cfg.budget_plan is not None:  # built for the first plan; stretched or compressed when the plan changes
             length = cfg.budget_plan.schedule_steps
             self.scheduler = Stretch(build_scheduler(self.optimizer, cfg.schedule, self.steps_per_epoch, length),
@@ -181,13 +191,19 @@ class Trainer:
         """Time training steps, an evaluation and the final test on a throw-away copy of the model (the run's weights
         and random state are left as they were), then plan; every process follows rank 0's numbers."""
         cfg, state = self.cfg, rng_state()
+        guess, spent = dist.broadcast_floats([self.probe.step_seconds(cfg.batch_size),
+                                              time.perf_counter() - self._budget_t0], self.device)
+        refuse_slow_step(self.budget_seconds, spent, guess, cfg.budget,
+                         f"timed at batch {self.probe.batch} and scaled to {cfg.batch_size}")
+        share = PROBE_SHARE * self.budget_seconds
         model = copy.deepcopy(self.model)
-        optimizer = build_optimizer(model, cfg.optim, self.lr, cfg.finetune.backbone_lr)
+        optimizer = build_optimizer(model, cfg.optim, self.lr, self.backbone_lr)
         ctx = self._context(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
                             self._make_scaler(), self._make_ema(model))
         step = self._make_step(ctx)
         step_s = time_training_steps(step, self.data.train.epoch(0), self.device,
-                                     untimed=step.setup_calls if isinstance(step, GraphedStep) else 1)
+                                     untimed=step.setup_calls if isinstance(step, GraphedStep) else 1,
+                                     max_seconds=min(MAX_PROBE_SECONDS, share / 2))
 
         eval_s = time_evaluation(lambda batches: self._evaluate_batches(model, batches), self.data.eval_loader,
                                  self.device)
@@ -369,6 +385,9 @@ class Trainer:
                   f"{self.global_batch}, lr "
                   f"{self.lr:g} ({cfg.optim.name}, {cfg.schedule.name}); {self.total_steps:,} steps = "
                   f"{self.total_steps / self.steps_per_epoch:.4g} epochs of {self.steps_per_epoch}")
+        if cfg.chosen:
+            self._say(f"defaults chosen from the images of {cfg.data.name.partition(':')[2]}:\n  " +
+                      "\n  ".join(cfg.chosen))
         if cfg.budget_plan is not None:
             p = cfg.budget_plan
             changed = ("" if p.steps == p.schedule_steps else
@@ -538,9 +557,10 @@ class Trainer:
             plot_confusion(test.confusion.numpy(), list(self.card.classes), self.run_dir / "confusion.png",
                            title=f"{cfg.model.name} on {cfg.data.name}: top-1 {test.top1:.2f}%")
             self._say("\n" + final_table(records))
-            self._say(f"\ntest set ({test.count:,} images, {self.card.weights} weights"
-                      f"{'' if cfg.test_tta == 'none' else f', {cfg.test_tta} TTA'}): top-1 {test.top1:.2f}%  top-5 "
-                      f"{test.top5:.2f}%  loss {test.loss:.4f}   [{format_duration(total_seconds)} training]")
+            top5 = "" if test.top5 is None else f"  top-5 {test.top5:.2f}%"
+            self._say(f"\n{self.data.test_name} set ({test.count:,} images, {self.card.weights} weights"
+                      f"{'' if cfg.test_tta == 'none' else f', {cfg.test_tta} TTA'}): top-1 {test.top1:.2f}%{top5}  "
+                      f"loss {test.loss:.4f}   [{format_duration(total_seconds)} training]")
             self._say(f"run directory: {self.run_dir} (confusion matrix: confusion.png)")
         self.logger.close()
         dist.barrier()

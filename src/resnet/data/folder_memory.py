@@ -1,0 +1,72 @@
+"""An image folder decoded once into one uint8 tensor, so that it trains through the same in-memory, batched path as
+Fashion-MNIST (:class:`.memory.MemoryLoader`) instead of a per-file decode-and-transform DataLoader.
+
+Every image is brought to a square as the evaluation of a file-based run would see it (shorter side to ``resize``,
+centre crop ``crop``), so a model card's ``resize``/``crop`` reproduce it on new files. Decoding runs in threads (PIL
+decodes without the GIL) and doubles as the check that every file is an image.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from ..images import BadImageError, open_image
+from .datasets import MemoryDataset
+
+AUTO_MEMORY_SHARE = 0.25  # data.memory=auto holds a folder in memory only if it takes at most this share of free RAM
+AUTO_MAX_SIZE = 64  # ... and the training crop is below this (small images: pad-and-crop augmentation)
+
+
+def available_bytes() -> int:
+    """Memory the system can give this process now (Linux MemAvailable; elsewhere a generous 8 GiB guess)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def decoded_bytes(images: int, channels: int, size: int) -> int:
+    return images * channels * size * size
+
+
+def use_memory(setting: str, image_size: int, images: int, channels: int) -> bool:
+    """Whether a folder run decodes into memory: ``on``/``off`` as set; ``auto`` for small training crops whose decoded
+    images fit well within free memory."""
+    if setting != "auto":
+        return setting == "on"
+    fits = decoded_bytes(images, channels, image_size) <= AUTO_MEMORY_SHARE * available_bytes()
+    return image_size < AUTO_MAX_SIZE and fits
+
+
+def _workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+
+
+def decode_folder(samples: list[tuple[str, int]], classes: list[str], mode: str, resize: int, crop: int
+                  ) -> tuple[MemoryDataset, list[BadImageError]]:
+    """The ``samples`` as one (N, C, crop, crop) uint8 tensor, and the files that did not decode (left out)."""
+    fit = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
+
+    def load(sample: tuple[str, int]):
+        try:
+            return fit(F.pil_to_tensor(open_image(sample[0], mode)))
+        except BadImageError as exc:
+            return exc
+
+    with ThreadPoolExecutor(_workers()) as pool:
+        decoded = list(pool.map(load, samples, chunksize=64))
+    bad = [d for d in decoded if isinstance(d, BadImageError)]
+    keep = [(d, label) for d, (_, label) in zip(decoded, samples) if not isinstance(d, BadImageError)]
+    channels = 1 if mode == "L" else 3
+    images = torch.stack([d for d, _ in keep]) if keep else torch.zeros(0, channels, crop, crop, dtype=torch.uint8)
+    labels = torch.tensor([label for _, label in keep], dtype=torch.int64)
+    return MemoryDataset(images, labels, list(classes)), bad

@@ -1,0 +1,134 @@
+"""Defaults chosen from an image folder's own images, for a run that names no recipe of its own.
+
+The shipped default recipe is made for 28-px Fashion-MNIST and the fine-tuning recipe for 224-px photos; a user's
+folder may be either, or neither. So a run on ``imagefolder:PATH`` without ``--config`` takes the training crop, the
+net, the input channels, the batch size, the evaluation resize and the kind of augmentation from the images
+(:func:`choose`), and says what it chose and why (``Config.chosen``, printed in the banner). Anything the user sets
+with a flag or ``--set`` wins; with ``--config`` the recipe's own values win too and only what it leaves unset
+(``data.image_size`` of a recipe made for an in-memory set, say) follows the images.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .data.folder_stats import FolderStats
+from .models import model_info
+
+SMALL = 64  # shorter side (px) below which images are small: a 6n+2 net at their own size, pad-and-crop, in memory
+MAX_SIZE = 224  # the largest training crop chosen: the ImageNet nets' size; larger photos are scaled down to it
+PHOTO_MODEL = "resnet18"  # the cheapest ImageNet-stem ResNet (1.8 GMACs at 224 px, 0.15 at 64)
+PHOTO_MIN_SCALE = 0.25  # random-resized crops from a quarter of the image up: 8% cuts the object out of small sets
+EVAL_RATIO = 256 / 224  # photos: resize the shorter side by this much, then centre-crop the training size
+
+
+def eval_resize_for(image_size: int) -> int:
+    """Shorter side before the centre crop: the whole image for small ones, the 256/224 ratio for photos."""
+    return image_size if image_size < SMALL else round(image_size * EVAL_RATIO)
+
+
+def batch_for(training_images: int, recipe_batch: int) -> int:
+    """The recipe's batch, or the largest power of two up to a quarter of the training images if that is smaller,
+    so even a folder of 50 images gets several steps an epoch."""
+    cap = max(1, training_images // 4)
+    if recipe_batch <= cap:
+        return recipe_batch
+    return 1 << (cap.bit_length() - 1)
+
+
+def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
+           weights_arch: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(dotted key -> value, one line per choice saying why) for the folder of ``stats``. ``data`` is the resolved
+    recipe (a plain dict), ``asked`` the dotted keys the user set; with ``recipe_given`` a key the recipe sets is
+    kept as well. ``weights_arch``: the architecture of --pretrained weights, when their card says."""
+    chosen: dict[str, Any] = {}
+    why: list[str] = []
+
+    def free(key: str) -> bool:
+        if key in asked:
+            return False
+        if not recipe_given:
+            return True
+        node: Any = data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return True
+            node = node[part]
+        return False
+
+    size, small = stats.short_side, stats.short_side < SMALL
+    model = data.get("model", {}).get("name")
+    if free("model.name"):
+        if weights_arch:
+            model = weights_arch
+            why.append(f"model {model}: the architecture of the pretrained weights")
+        elif small:
+            why.append(f"model {model}: a 6n+2 net with no downsampling stem, for {size}-px images")
+        else:
+            model = PHOTO_MODEL
+            why.append(f"model {model}: the ImageNet stem (stride 4) suits images from {SMALL} px up")
+        chosen["model.name"] = model
+    cifar_net = model_info(model).family == "cifar"
+
+    if free("data.image_size"):
+        # A 6n+2 net keeps full resolution to the first stage: beyond 64 px its cost grows with no gain in view.
+        image_size = min(size, SMALL) if cifar_net else max(SMALL, min(size, MAX_SIZE))
+        chosen["data.image_size"] = image_size
+        note = "the images' median shorter side" if image_size == size else (
+            f"the median shorter side {size} px, {'raised' if image_size > size else 'capped'} for {model}")
+        why.append(f"training crop {image_size} px: {note}")
+    else:
+        image_size = int(data.get("data", {}).get("image_size", 224))
+    if free("data.eval_resize"):
+        chosen["data.eval_resize"] = eval_resize_for(image_size)
+        if image_size < SMALL:
+            why.append("evaluation on the whole image at that size (no centre crop)")
+        else:
+            why.append(f"evaluation: shorter side to {chosen['data.eval_resize']} px, centre {image_size} px")
+    if image_size < SMALL:
+        why.append(f"augmentation: pad-and-crop ({data.get('data', {}).get('crop_padding', 4)} px) and "
+                   f"{'flip' if data.get('data', {}).get('flip', True) else 'no flip'}, batched on the training device"
+                   f" (set data.flip=false when a mirror image changes the class)")
+    elif free("data.min_scale"):
+        chosen["data.min_scale"] = PHOTO_MIN_SCALE
+        why.append(f"augmentation: random-resized crops from {PHOTO_MIN_SCALE:.0%} of the image up, and flip")
+    if free("model.kwargs.in_chans"):
+        chans = 1 if stats.grayscale else 3
+        chosen["model.kwargs.in_chans"] = chans
+        why.append(f"{chans} input channel{'s' if chans > 1 else ''}: the images are "
+                   f"{'grayscale' if chans == 1 else 'in colour'}")
+    recipe_batch = int(data.get("batch_size", 128))
+    if "batch_size" not in asked:
+        batch = batch_for(stats.training_images, recipe_batch)
+        if batch != recipe_batch:
+            chosen["batch_size"] = batch
+            why.append(f"batch {batch}: at most a quarter of the {stats.training_images:,} training images (the "
+                       f"lr follows it linearly)")
+    return chosen, why
+
+
+def weights_architecture(source: str | None) -> str | None:
+    """The architecture a local --pretrained source was trained as, where it says (a run directory, a checkpoint of
+    `resnet train`, a .safetensors file with its card or metadata); None for a bare state dict or named weights."""
+    if not source:
+        return None
+    from safetensors import safe_open
+
+    from .io import load_checkpoint
+    from .pretrained import is_named
+    from .runs import resolve_weights
+
+    if is_named(source):
+        return None
+    try:
+        path = resolve_weights(source)
+        card = path.with_suffix(".json")
+        if path.suffix == ".safetensors":
+            if card.is_file():
+                return json.loads(card.read_text()).get("architecture")
+            with safe_open(str(path), "pt") as f:
+                return (f.metadata() or {}).get("architecture")
+        return load_checkpoint(path).get("card", {}).get("architecture")
+    except Exception:  # an unreadable source is reported, in its own words, when the run loads it
+        return None
