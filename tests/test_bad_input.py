@@ -148,6 +148,8 @@ def folders(tmp_path):
     (["--batch-size", "100", "--train-limit", "50"], "larger than the 50 training examples"),
     (["--set", "optim.momentm=0.9"], "did you mean optim.momentum"),
     (["--config", "{tmp}/nope.yaml"], "does not exist"),
+    (["--budget", "-5m"], "budget -5m is not a positive duration; write e.g. 90s, 10m, 1h or 1h30m"),
+    (["--resume", "{tmp}/no-run/last.pt"], "--resume {tmp}/no-run/last.pt does not exist"),
 ])
 def test_bad_command_lines(folders, args, message, capsys):
     """In-process (the process-level contract, exit status 2 and no traceback, is tested through real processes by
@@ -158,7 +160,7 @@ def test_bad_command_lines(folders, args, message, capsys):
     args = [a.replace("{tmp}", str(folders)) for a in args]
     assert main(["train", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err.strip()
-    assert message in err and err.count("\n") == 0 and "Traceback" not in err
+    assert message.replace("{tmp}", str(folders)) in err and err.count("\n") == 0 and "Traceback" not in err
     assert not out.exists()
 
 
@@ -181,6 +183,35 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
         proc = resnet(*cmd)
         assert proc.returncode == 2 and "refusing to load" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_a_file_that_is_no_weights_file_at_all_says_so(tmp_path, capsys):
+    """Text or an image named .pt is no torch zip, pickle or safetensors file: one sentence saying so (not a
+    KeyError, and not "could run code", which is what a real pickle of objects would do)."""
+    from resnet.cli import main
+
+    (tmp_path / "fake.pt").write_text("hi\n")
+    Image.new("RGB", (8, 8)).save(tmp_path / "image.png")
+    (tmp_path / "image.png").rename(tmp_path / "image.pt")
+    for name in ("fake.pt", "image.pt"):
+        path = tmp_path / name
+        for argv, noun in ((["eval", path], "checkpoint"), (["predict", path, tmp_path], "checkpoint"),
+                           (["train", "--resume", path], "checkpoint"),
+                           (["train", "--pretrained", path, "--out", tmp_path / "run"], "weights file")):
+            assert main([str(a) for a in argv]) == 2
+            err = capsys.readouterr().err.strip()
+            assert f"{path} is not a {noun} at all (neither a torch zip, a pickle nor a safetensors file); give" \
+                in err, err
+            assert err.count("\n") == 0 and "could run code" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_quoted_reasons_are_cut_at_a_word():
+    from resnet.io import first_line
+
+    reason = first_line(RuntimeError("Re-running `torch.load` with `weights_only` set to `False` will likely succeed"
+                                     "\nsecond line"), 40)
+    assert reason == "Re-running `torch.load` with..." and len(reason) <= 40
 
 
 def test_truncated_and_mismatched_checkpoints(trained_run, tmp_path):

@@ -78,8 +78,23 @@ def test_top1_top5_loss_and_confusion_are_exact():
     labels = torch.tensor([0, 1, 1, 2])
     r = evaluate(Fixed(logits), [(torch.zeros(4, 1, 2, 2), labels)], device=torch.device("cpu"), precision="fp32",
                  num_classes=3)
-    assert (r.count, r.top1, r.top5) == (4, 50.0, 100.0)
+    assert (r.count, r.top1, r.top5) == (4, 50.0, None)  # 3 classes: every label is in the top 5
     assert r.confusion.tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
     expected = nn.functional.cross_entropy(logits, labels).item()
     assert r.loss == pytest.approx(expected, rel=1e-6)
     assert [c["accuracy"] for c in r.per_class(["a", "b", "c"])] == [100.0, 50.0, 0.0]
+
+
+def test_top5_only_with_more_than_five_classes_and_printed_only_then():
+    from resnet.train.log import epoch_line, final_table, scores
+
+    logits = torch.arange(7.0).repeat(3, 1)  # every row ranks class 6 first, class 2 fifth, class 1 sixth
+    r = evaluate(Fixed(logits), [(torch.zeros(3, 1, 2, 2), torch.tensor([6, 2, 1]))], device=torch.device("cpu"),
+                 precision="fp32", num_classes=7)
+    assert r.top1 == pytest.approx(100 / 3) and r.top5 == pytest.approx(200 / 3)
+    record = {"epoch": 1, "train_loss": 1.0, "train_error": 30.0, "val_loss": r.loss, "val_top1": r.top1,
+              "val_top5": r.top5, "eval_set": "val", "lr": 0.1, "img_per_s": 100.0, "seconds": 5.0}
+    assert "top-5 66.67%" in epoch_line(record, 2, 5.0, 1, 2) and "top-5" in final_table([record])
+    assert "top-5 66.67%" in scores(r.top1, r.top5, r.loss)
+    record["val_top5"] = None  # a run of 5 classes or fewer
+    assert "top-5" not in epoch_line(record, 2, 5.0, 1, 2) + final_table([record]) + scores(r.top1, None, r.loss)

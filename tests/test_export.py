@@ -220,6 +220,26 @@ def test_export_user_errors(trained_run, capsys, args, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_export_names_the_real_image_counts_it_used(tmp_path):
+    """Fewer images than --verify-images / --calib-images ask for: the log says how many were used."""
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        require_module(name)
+    from resnet.export import export_model
+    from resnet.modelcard import save_model
+
+    card = ModelCard("resnet14", {"in_chans": 1, "num_classes": 10}, [str(i) for i in range(10)], [1, 28, 28],
+                     [0.5], [0.25], resize=28)
+    save_model(create_model("resnet14", in_chans=1, num_classes=10), card, tmp_path)
+    (tmp_path / "images").mkdir()
+    for i in range(12):
+        Image.new("L", (28, 28), 20 * i).save(tmp_path / "images" / f"{i}.png")
+    said = []
+    export_model(tmp_path / "model.safetensors", "onnx", out=tmp_path / "model.onnx", quantize="int8",
+                 calib_images=500, images=tmp_path / "images", log=said.append)
+    assert "verifying against PyTorch on all 12 (of 1000 asked for) real test images ..." in said, said
+    assert "quantizing to int8 (calibrating on all 12 (of 500 asked for) real training images) ..." in said, said
+
+
 def test_missing_onnxruntime_says_how_to_install(exported, monkeypatch):
     hide_modules(monkeypatch, "onnxruntime")
     for call in (lambda: onnxruntime_backend(exported[0]), lambda: card_from_onnx(exported[0])):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import urllib.error
+import socket
+import time
 
 import pytest
 import torch
@@ -295,17 +296,23 @@ def test_no_network_and_no_cache_names_the_url_and_the_cache_path(hub, tmp_path,
     assert f"download {url} and save it as {hub / 'resnet34-b627a593.pth'}" in err and "RESNET_OFFLINE" in err
 
     def no_network(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
 
     monkeypatch.delenv("RESNET_OFFLINE")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)  # no DNS: a machine without network
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     out = tmp_path / "run"
     err = fails(capsys, "train", "--model", "resnet34", "--pretrained", "torchvision", "--out", out, *TINY)
-    assert "name resolution" in err and f"save it as {hub / 'resnet34-b627a593.pth'}" in err
+    assert "no network: download.pytorch.org cannot be reached" in err and "name resolution" in err
+    assert f"save it as {hub / 'resnet34-b627a593.pth'}, or start from a local file instead" in err
     assert not out.exists() and not (hub / "resnet34-b627a593.pth").exists()
     require_module("timm")
-    monkeypatch.setenv("RESNET_OFFLINE", "1")
     cfg = pt._timm_cfg("resnet50d", None)[1]
+    start = time.monotonic()
+    err = fails(capsys, "predict", "timm:resnet50d", image)  # no retries against the hub: fails at once
+    assert time.monotonic() - start < 15 and "no network" in err
+    assert err.endswith("(--pretrained FILE.safetensors or FILE.pth)"), err  # whole, never cut mid-word
+    monkeypatch.setenv("RESNET_OFFLINE", "1")
     err = fails(capsys, "predict", "timm:resnet50d", image)
     assert f"download {cfg['url']} and save it as {hub / cfg['url'].rsplit('/', 1)[1]}" in err

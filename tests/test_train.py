@@ -49,3 +49,16 @@ def test_load_model_rebuilds_the_trained_model(trained_run):
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(model(x), from_ckpt(x), atol=1e-5)
+
+
+def test_error_curve_within_one_decade_still_has_numbers_on_its_log_axis():
+    from resnet.plots import curves_figure
+
+    records = [{"epoch": e, "train_loss": 1 / e, "train_error": 9.0 - e, "val_loss": 1 / e, "val_top1": 91.0 + e,
+                "eval_set": "val"} for e in range(1, 6)]  # errors 3..8 %: no power of ten inside
+    fig = curves_figure(records)
+    fig.canvas.draw()
+    ax = fig.axes[1]
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    assert ax.get_yscale() == "log" and len(labels) >= 2 and {"4", "6"} <= set(labels), labels

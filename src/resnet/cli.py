@@ -53,6 +53,9 @@ TRAIN_FLAGS = {  # command-line flag -> config key
 }
 
 
+DASH_VALUE_FLAGS = ("--budget",)  # options whose value may start with '-' (a user's mistake to explain, not a flag)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import Config, build, load_config, parse_override, prefer_asked_length, set_dotted, validate
     from .runs import saved_config
@@ -69,6 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             argv.append(arg)
         return distributed.launch(args.nproc, argv)
 
+    if args.budget is not None and args.budget.strip().startswith("-"):
+        raise UserError(f"budget {args.budget.strip()} is not a positive duration; write e.g. 90s, 10m, 1h or 1h30m")
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     if args.resume:
         if args.config:
@@ -102,6 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate_model
     from .plots import plot_confusion
+    from .train.log import scores
 
     ev = evaluate_model(args.path, data=args.data, data_root=args.data_root, tta=args.tta,
                         batch_size=args.batch_size, device=args.device)
@@ -116,8 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     rows = [[c["class"], c["count"], f"{c['accuracy']:.2f}"] for c in ev.to_dict()["per_class"]]
     print(format_table(["class", "images", "accuracy %"], rows, align="lrr"))
-    print(f"\n{ev.card.architecture} on {ev.data} test set ({r.count:,} images, tta {ev.tta}): top-1 {r.top1:.2f}%  "
-          f"top-5 {r.top5:.2f}%  loss {r.loss:.4f}")
+    print(f"\n{ev.card.architecture} on {ev.data} test set ({r.count:,} images, tta {ev.tta}): "
+          f"{scores(r.top1, r.top5, r.loss)}")
     print(f"confusion matrix: {out_dir / 'confusion.png'}")
     return 0
 
@@ -360,8 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def glue_dash_values(argv: list[str]) -> list[str]:
+    """``--budget -5m`` -> ``--budget=-5m``: argparse takes a value that starts with '-' (and is no number) for an
+    option and stops with its usage; glued, the value reaches the check that says in one sentence what is wrong."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in DASH_VALUE_FLAGS and arg.startswith("-") and not arg.startswith("--") and arg != "-h":
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = glue_dash_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

@@ -34,7 +34,7 @@ TTA_MODES: tuple[str, ...] = typing.get_args(TTAMode)
 class EvalResult:
     loss: float
     top1: float  # accuracy %, 0-100
-    top5: float
+    top5: float | None  # None with 5 classes or fewer, where every label is in the top 5
     count: int
     confusion: torch.Tensor  # (K, K) counts, true class per row
     seconds: float = 0.0
@@ -101,9 +101,10 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, precision: str, num_classes: int,
              tta: str = "none", input_size: tuple[int, int] | None = None,
              fill: float | Sequence[float] = 0.0) -> EvalResult:
-    """Mean loss, top-1 / top-5 accuracy (%) and confusion matrix; sums are reduced over processes, so with
-    several processes every example is counted exactly once and all processes get the same numbers. ``fill``: the
-    normalised black of the batches (:func:`black_level`), the border of translated test-time views."""
+    """Mean loss, top-1 / top-5 accuracy (%) and confusion matrix; top-5 is None with 5 classes or fewer, where it
+    would always be 100. Sums are reduced over processes, so with several processes every example is counted exactly
+    once and all processes get the same numbers. ``fill``: the normalised black of the batches (:func:`black_level`),
+    the border of translated test-time views."""
     start = time.perf_counter()
     model.eval()
     k5 = min(5, num_classes)
@@ -123,7 +124,7 @@ def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, preci
     _all_reduce_sum(confusion)
     loss, c1, c5, n = sums.tolist()
     n = max(n, 1)
-    return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n, int(n),
+    return EvalResult(loss / n, 100.0 * c1 / n, 100.0 * c5 / n if num_classes > 5 else None, int(n),
                       confusion.view(num_classes, num_classes).cpu(), time.perf_counter() - start)
 
 

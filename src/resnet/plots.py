@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
+def curves_figure(records: list[dict], title: str = "") -> plt.Figure:
     """Loss and error (%) against epoch, training and evaluation set, from metrics.jsonl records."""
     epochs = [r["epoch"] for r in records]
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
@@ -30,11 +30,27 @@ def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     ax_err.set_yscale("log")
-    ax_err.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax_err.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _label_log_axis(ax_err.yaxis, *ax_err.get_ylim())
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def _label_log_axis(axis, low: float, high: float) -> None:
+    """Plain numbers on a log axis from ``low`` to ``high``: at every integer (less than a decade), at 1, 2 and 5
+    (a few decades) or at the powers of ten: whatever the span, at least two numbers, and they do not crowd."""
+    decades = np.log10(high / low)
+    subs = np.arange(1.0, 10.0) if decades < 0.8 else (1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    axis.set_minor_locator(matplotlib.ticker.LogLocator(subs="auto"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
+    """:func:`curves_figure`, written to ``path``."""
+    fig = curves_figure(records, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -27,6 +27,9 @@ import difflib
 import math
 import os
 import re
+import socket
+import threading
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,7 +38,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .io import first_line, load_safetensors, load_torch_file
+from .io import first_line, load_safetensors, load_torch_file, sniff
 from .modelcard import ModelCard, checkpoint_weights
 from .models import create_model, list_models, model_info
 from .runs import resolve_weights
@@ -44,6 +47,7 @@ HUBS = ("torchvision", "timm")
 NAMED = re.compile(r"^(torchvision|timm)(:|$)")
 OFFLINE_ENV = ("RESNET_OFFLINE", "HF_HUB_OFFLINE")  # set (to 1): never try the network, use the caches only
 HEAD_PREFIX = "fc."  # the classifier of every family
+WEIGHTS_HINT = "give a .pth/.pt/.bin/.safetensors file, a run directory, torchvision[:TAG] or timm[:TAG]"
 
 # Our name -> timm's, for the architectures timm builds identically (keys and shapes checked in
 # tests/test_pretrained.py). The pre-activation nets are timm's resnetv2_* under other key names.
@@ -150,7 +154,32 @@ def hub_cached_path(url: str) -> Path:
 
 def _not_available(label: str, url: str, path: Path, why: str) -> UserError:
     return UserError(f"{label} weights are not in the cache and cannot be downloaded ({why}); download {url} and "
-                     f"save it as {path}")
+                     f"save it as {path}, or start from a local file instead (--pretrained FILE.safetensors or "
+                     f"FILE.pth)")
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why the host of ``url`` (or the proxy for it) cannot be reached in ``timeout`` seconds, DNS lookup included,
+    else None: without a network a download fails at once, not after the hub clients' minute of retries."""
+    parts = urlparse(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    target = urlparse(proxy if "://" in proxy else f"http://{proxy}") if proxy else parts
+    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+    failure: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            failure.append(None)
+        except OSError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=connect, daemon=True)  # getaddrinfo itself has no timeout
+    thread.start()
+    thread.join(timeout)
+    if not failure:
+        return f"no network: {host} did not answer within {timeout:g} s"
+    return None if failure[0] is None else f"no network: {host} cannot be reached, {first_line(failure[0], 80)}"
 
 
 def fetch_url(url: str, label: str) -> Path:
@@ -160,6 +189,8 @@ def fetch_url(url: str, label: str) -> Path:
         return path
     if (env := offline()) is not None:
         raise _not_available(label, url, path, f"{env} is set")
+    if (why := unreachable(url)) is not None:
+        raise _not_available(label, url, path, why)
     hashed = torch.hub.HASH_REGEX.search(path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,6 +356,8 @@ def _timm_file(label: str, url: str, repo: str, files: list[str]) -> Path:
         except UserError:
             if not repo:
                 raise
+    if (why := unreachable(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")) is not None:
+        raise _not_available(label, where[0], where[1], why)
     try:
         return _hf_download(repo, files)
     except OSError as exc:
@@ -365,15 +398,14 @@ def read_state_file(path: Path) -> dict[str, torch.Tensor]:
     DDP-prefixed (``module.``) or a checkpoint of ours (its EMA weights when its card says so)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; give a .pth/.pt/.bin/.safetensors file, a run "
-                        f"directory, torchvision[:TAG] or timm[:TAG]")
-    if path.suffix == ".safetensors":
+        raise UserError(f"weights file {path} does not exist; {WEIGHTS_HINT}")
+    if path.suffix == ".safetensors" or sniff(path) == "safetensors":
         if path.stat().st_size == 0:
             raise UserError(f"weights file {path} is empty (an interrupted download or copy?); delete it and download "
                             f"or copy it again")
         return load_safetensors(path)
     obj = load_torch_file(path, "weights file", "(an interrupted download or copy?); delete it and download or copy "
-                          "it again", "delete it and download or copy it again")
+                          "it again", "delete it and download or copy it again", WEIGHTS_HINT)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and ("card" in obj or "optimizer" in obj):
         obj = checkpoint_weights(obj, (obj.get("card") or {}).get("weights", "final"))  # a checkpoint of ours
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

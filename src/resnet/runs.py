@@ -16,6 +16,7 @@ from .errors import UserError
 from .io import load_checkpoint
 
 STEP_FILE = re.compile(r"step-(\d+)\.pt$")
+RESUME_HINT = "give a run directory, a checkpoint (.pt) of one, or auto with --out DIR"
 
 
 def run_dir_of(source: str | Path) -> Path:
@@ -93,6 +94,8 @@ def resume_run_dir(resume: str | Path, out: str | None) -> Path:
         if not out:
             raise UserError("--resume auto needs the run directory: pass --out DIR (or give the checkpoint path)")
         return Path(out)
+    if not Path(resume).exists():
+        raise UserError(f"--resume {resume} does not exist; {RESUME_HINT}")
     return run_dir_of(resume)
 
 
@@ -101,7 +104,7 @@ def resume_checkpoint(resume: str | Path, out: str | None) -> Path | None:
     killed before its first one) gives None: the run starts again from step 0 in the same directory."""
     if str(resume) != "auto" and not Path(resume).is_dir():
         if not Path(resume).is_file():
-            raise UserError(f"checkpoint {resume} does not exist; give a run directory or a .pt file")
+            raise UserError(f"--resume {resume} does not exist; {RESUME_HINT}")
         return Path(resume)
     run_dir = resume_run_dir(resume, out)
     if not run_dir.is_dir():

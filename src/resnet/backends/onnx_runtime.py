@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..io import first_line
 from ..modelcard import ModelCard
 from .base import Backend, fixed_batch_runner, import_runtime
 
@@ -37,7 +38,7 @@ def onnx_session(path: str | Path, threads: int | None = None):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
-        raise UserError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0][:120]}); export it "
+        raise UserError(f"{path} is not a readable ONNX model ({first_line(exc, 120)}); export it "
                         f"again") from None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..device import cpu_has_native_bf16
 from ..errors import UserError
+from ..io import clip
 from ..modelcard import ModelCard
 from .base import Backend, fixed_batch_runner, import_runtime
 
@@ -44,7 +45,8 @@ def read_openvino(path: str | Path):
         return ov.Core().read_model(str(path))
     except RuntimeError as exc:
         reason = next((line for line in str(exc).splitlines() if "Unable" in line or "Error" in line), "unreadable")
-        raise UserError(f"{path} is not a readable OpenVINO model ({reason.strip()[:120]}); export it again") from None
+        raise UserError(f"{path} is not a readable OpenVINO model ({clip(reason.strip(), 120)}); export it "
+                        f"again") from None
 
 
 def card_from_openvino(path_or_model) -> ModelCard:

@@ -43,6 +43,11 @@ def _store(path: Path, verification: Verification, quantization: Quantization | 
     write_json(verification_path(path), record)
 
 
+def _count(found: int, asked: int) -> str:
+    """How many real images a step uses: the number found, saying so where fewer exist than were asked for."""
+    return f"{found}" if found >= asked else f"all {found} (of {asked} asked for)"
+
+
 def export_model(source: str | Path, fmt: str = "onnx", out: str | Path | None = None, batch: str | int = "dynamic",
                  opset: int | None = None, quantize: str | None = None, verify_images: int = 1000,
                  calib_images: int = 500, images: str | Path | None = None, data_root: str | None = None,
@@ -70,13 +75,14 @@ def export_model(source: str | Path, fmt: str = "onnx", out: str | Path | None =
     report = ExportReport(path, fmt, writer.size(path))
     if writer.run is None:
         return report
-    log(f"verifying against PyTorch on {verify_images} real test images ...")
     reference = Reference.of(model, card, verify_images, images, data_root)
+    log(f"verifying against PyTorch on {_count(len(reference.images), verify_images)} real test images ...")
     report.verification = verify_export(writer.run(path), fmt, reference)
     _store(path, report.verification)
     if quantize:
-        log(f"quantizing to {quantize} (calibrating on {calib_images} real training images) ...")
         calibration = real_images(card, calib_images, "train", images, data_root, seed=0)
+        log(f"quantizing to {quantize} (calibrating on {_count(len(calibration), calib_images)} real training "
+            f"images) ...")
         qpath = writer.quantize(path, quantized_path(path, quantize), card, calibration)
         checked = verify_export(writer.run(qpath), f"{fmt} {quantize}", reference)
         report.quantization = Quantization(qpath, len(calibration), report.bytes, writer.size(qpath), checked)

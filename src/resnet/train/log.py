@@ -90,10 +90,16 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def scores(top1: float, top5: float | None, loss: float) -> str:
+    """``top-1 94.20%  top-5 99.80%  loss 0.1234``; top-5 left out where it is None (5 classes or fewer)."""
+    return f"top-1 {top1:.2f}%  {'' if top5 is None else f'top-5 {top5:.2f}%  '}loss {loss:.4f}"
+
+
 def epoch_line(r: dict, epochs: int, elapsed: float, step: int, total_steps: int) -> str:
     """The terminal line of one epoch record, with the time spent and an estimate of the time left."""
     remaining = elapsed / max(step, 1) * (total_steps - step)
-    val = (f" | {r['eval_set']} loss {r['val_loss']:.4f} top-1 {r['val_top1']:.2f}% top-5 {r['val_top5']:.2f}%"
+    top5 = "" if r.get("val_top5") is None else f" top-5 {r['val_top5']:.2f}%"
+    val = (f" | {r['eval_set']} loss {r['val_loss']:.4f} top-1 {r['val_top1']:.2f}%{top5}"
            if r["val_top1"] is not None else "")
     return (f"epoch {r['epoch']:>3}/{epochs} | train loss {r['train_loss']:.4f} error "
             f"{r['train_error']:.2f}%{val} | lr {r['lr']:.4g} | {r['img_per_s']:.0f} img/s | "
@@ -101,12 +107,15 @@ def epoch_line(r: dict, epochs: int, elapsed: float, step: int, total_steps: int
 
 
 def final_table(records: list[dict]) -> str:
-    """All epoch records of a run as one table (printed when the run ends)."""
+    """All epoch records of a run as one table (printed when the run ends); no top-5 column when no evaluation
+    had one (5 classes or fewer)."""
+    top5 = any(r.get("val_top5") is not None for r in records)
     rows = [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_error']:.2f}",
              "" if r["val_top1"] is None else f"{r['val_loss']:.4f}",
              "" if r["val_top1"] is None else f"{r['val_top1']:.2f}",
-             "" if r["val_top5"] is None else f"{r['val_top5']:.2f}", f"{r['lr']:.4g}", f"{r['img_per_s']:.0f}",
-             format_duration(r["seconds"])] for r in records]
+             *(["" if r.get("val_top5") is None else f"{r['val_top5']:.2f}"] if top5 else []), f"{r['lr']:.4g}",
+             f"{r['img_per_s']:.0f}", format_duration(r["seconds"])] for r in records]
     eval_set = records[-1]["eval_set"] if records else "val"
-    return format_table(["epoch", "train loss", "train err %", f"{eval_set} loss", f"{eval_set} top-1 %",
-                         f"{eval_set} top-5 %", "lr", "img/s", "time"], rows, align="rrrrrrrrr")
+    head = ["epoch", "train loss", "train err %", f"{eval_set} loss", f"{eval_set} top-1 %",
+            *([f"{eval_set} top-5 %"] if top5 else []), "lr", "img/s", "time"]
+    return format_table(head, rows, align="r" * len(head))
