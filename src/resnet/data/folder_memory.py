@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -53,20 +54,28 @@ def _workers() -> int:
 
 def decode_folder(samples: list[tuple[str, int]], classes: list[str], mode: str, resize: int, crop: int
                   ) -> tuple[MemoryDataset, list[BadImageError]]:
-    """The ``samples`` as one (N, C, crop, crop) uint8 tensor, and the files that did not decode (left out)."""
+    """The ``samples`` as one (N, C, crop, crop) uint8 tensor, and the files that did not decode (left out). Images
+    already ``crop`` x ``crop`` (with ``resize == crop``) are copied as they are: most small folders hold one size."""
     fit = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
+    channels = 1 if mode == "L" else 3
+    images = torch.empty(len(samples), channels, crop, crop, dtype=torch.uint8)
 
-    def load(sample: tuple[str, int]):
+    def load(i: int) -> BadImageError | None:
         try:
-            return fit(F.pil_to_tensor(open_image(sample[0], mode)))
+            image = open_image(samples[i][0], mode)
         except BadImageError as exc:
             return exc
+        if image.size == (crop, crop) and resize == crop:
+            images[i] = torch.from_numpy(np.array(image)).view(crop, crop, channels).permute(2, 0, 1)
+        else:
+            images[i] = fit(F.pil_to_tensor(image))
+        return None
 
     with ThreadPoolExecutor(_workers()) as pool:
-        decoded = list(pool.map(load, samples, chunksize=64))
-    bad = [d for d in decoded if isinstance(d, BadImageError)]
-    keep = [(d, label) for d, (_, label) in zip(decoded, samples) if not isinstance(d, BadImageError)]
-    channels = 1 if mode == "L" else 3
-    images = torch.stack([d for d, _ in keep]) if keep else torch.zeros(0, channels, crop, crop, dtype=torch.uint8)
-    labels = torch.tensor([label for _, label in keep], dtype=torch.int64)
+        failed = list(pool.map(load, range(len(samples)), chunksize=256))
+    bad = [f for f in failed if f is not None]
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    if bad:
+        keep = torch.tensor([f is None for f in failed])
+        images, labels = images[keep], labels[keep]
     return MemoryDataset(images, labels, list(classes)), bad
