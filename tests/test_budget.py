@@ -19,8 +19,9 @@ from safetensors.torch import load_file
 from resnet.config import BudgetPlan, load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
-from resnet.train.budget import (FINISH_SECONDS, REFIT_SHARES, SAFETY, Stretch, plan_budget, process_start,
-                                 refit_due, refitted, retimed, seconds_per_step, shortened, steps_that_fit)
+from resnet.train.budget import (EVAL_MARGIN, FINISH_SECONDS, MIN_STEPS, REFIT_SHARES, SAFETY, Stretch,
+                                 closing_seconds, plan_budget, process_start, refit_due, refitted, retimed,
+                                 seconds_per_step, shortened, steps_that_fit)
 from resnet.train.optim import build_scheduler
 
 # 512 Fashion-MNIST images in batches of 32: 16 steps per epoch; 1,000 test images.
@@ -77,7 +78,8 @@ def test_durations():
 def test_steps_that_fit_count_evaluations_test_and_finish():
     # 100 steps per epoch, evaluated every 2 epochs: 0.1 s per step + 4 s / 200 steps = 0.12 s per step.
     assert seconds_per_step(0.1, 4.0, 100, 2) == pytest.approx(0.12)
-    room = 4.0 + 6.0 + FINISH_SECONDS + 1200 * 0.12  # one more evaluation, the test, the finish, 1,200 steps
+    # one more evaluation and the test (each with its margin), the finish, 1,200 steps
+    room = (4.0 + 6.0) * (1 + EVAL_MARGIN) + FINISH_SECONDS + 1200 * 0.12
     assert steps_that_fit(room, 0.1, 4.0, 6.0, 100, 2) == 1200
     assert steps_that_fit(room - 0.01, 0.1, 4.0, 6.0, 100, 2) == 1199
 
@@ -91,12 +93,18 @@ def test_plan_holds_back_the_safety_share_and_the_start_up():
 
 def test_too_short_a_budget_names_the_least_that_works():
     with pytest.raises(UserError) as err:
-        plan_budget(30.0, 10.0, 0.1, 4.0, 6.0, 469, 1, "30s")
+        plan_budget(20.0, 10.0, 0.1, 4.0, 6.0, 469, 1, "20s")
     message = str(err.value)
-    assert message.startswith("a budget of 30s leaves room for ") and "\n" not in message
+    assert message.startswith("a budget of 20s leaves room for ") and "\n" not in message
     least = int(message.split("use --budget ")[1].split("s or more")[0])
-    assert plan_budget(least, 10.0, 0.1, 4.0, 6.0, 469, 1, f"{least}s").steps >= 469  # and that one works
-    assert least - 10 < (10 + 4 + 6 + FINISH_SECONDS + 469 * seconds_per_step(0.1, 4.0, 469, 1)) / (1 - SAFETY)
+    assert plan_budget(least, 10.0, 0.1, 4.0, 6.0, 469, 1, f"{least}s").steps >= MIN_STEPS  # and that one works
+    assert least - 10 < (10 + closing_seconds(4.0, 6.0) + MIN_STEPS * seconds_per_step(0.1, 4.0, 469, 1)) / (1 - SAFETY)
+
+
+def test_a_budget_shorter_than_an_epoch_plans_the_steps_that_fit():
+    plan = plan_budget(60.0, 10.0, 0.1, 4.0, 6.0, 469, 1, "60s")
+    assert MIN_STEPS <= plan.steps < 469
+    assert plan.steps == steps_that_fit(60 * (1 - SAFETY) - 10, 0.1, 4.0, 6.0, 469, 1)
 
 
 def test_a_plan_is_shortened_only_when_the_rest_would_overrun():
@@ -135,8 +143,8 @@ def test_before_the_first_evaluation_the_final_test_follows_the_training_speed()
     at, spent = 144, 14.0 + 144 * 0.68
     longer = refitted(now, 600.0, spent, at, 0.68, 234, 3)
     assert longer > refitted(plan, 600.0, spent, at, 0.68, 234, 3)
-    assert spent + (longer - at) * seconds_per_step(0.68, now.eval_seconds, 234, 3) + now.eval_seconds + \
-        now.test_seconds + FINISH_SECONDS <= 600.0 * (1 - SAFETY)
+    assert spent + (longer - at) * seconds_per_step(0.68, now.eval_seconds, 234, 3) + \
+        closing_seconds(now.eval_seconds, now.test_seconds) <= 600.0 * (1 - SAFETY)
     assert retimed(plan, None, 0.84) == plan  # at the planned speed, the plan as made
 
 
@@ -193,7 +201,9 @@ def test_a_budget_run_plans_from_measured_speed_and_ends_its_schedule_there(tmp_
     # schedule ends at the last step
     spent = plan["startup_seconds"] + plan["schedule_steps"] * seconds_per_step(plan["step_seconds"], plan["eval_seconds"],
                                                                        16, saved["eval_every"])
-    assert spent + plan["eval_seconds"] + plan["test_seconds"] + FINISH_SECONDS <= 25 * (1 - SAFETY) + 1e-9
+    # (no evaluation besides the final test at the end: last_eval is false)
+    assert spent + closing_seconds(plan["eval_seconds"], plan["test_seconds"], plan["last_eval"]) <= \
+        25 * (1 - SAFETY) + 1e-9
     # Linear decay to 0 at the planned step: the lr logged at step s is the one step s used, peak x (1 - (s-1)/T).
     lr, total = lrs(out), plan["schedule_steps"]
     if plan["steps"] == total:  # (else re-fitted to the measured speed, or shortened: stretched or compressed)
@@ -262,7 +272,7 @@ def test_too_short_a_budget_is_refused_before_anything_is_written(tmp_path):
     assert proc.returncode == 2
     message = proc.stderr.strip()
     assert "\n" not in message and "Traceback" not in message
-    assert message.startswith("resnet: error: a budget of 2s leaves room for") and "use --budget" in message
+    assert message.startswith("resnet: error: a budget of 2s ") and "use --budget" in message
     assert not out.exists()
 
 

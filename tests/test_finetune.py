@@ -1,7 +1,7 @@
 """Fine-tuning: frozen stages (no gradient, no optimizer slot, BN in eval mode, weights bit-identical), the backbone's
 lr multiplier within the no-decay split, the head warm-up decided by the step (so a resume does the same), the
-shipped recipes, and transfer on real data: a net pretrained on Fashion-MNIST classes 0-4 and fine-tuned on 100
-images of classes 5-9 beats the same net trained from scratch on them."""
+shipped recipes, and fine-tuning a Fashion-MNIST net on a new folder in one command (benchmarks/transfer.py
+measures what it gives)."""
 
 from __future__ import annotations
 
@@ -205,8 +205,8 @@ def test_recipes_are_fine_tuning_recipes():
         assert cfg.finetune.backbone_lr < 1 and cfg.optim.lr < 0.1 and cfg.data.val_split == 0
 
 
-def write_fashion_folder(root, split, data, keep, per_class, seed=0) -> int:
-    """Real Fashion-MNIST pixels as PNG files under root/split/<k>-<class>/."""
+def write_fashion_folder(root, split, data, keep, per_class, seed=0, rgb=False) -> int:
+    """Real Fashion-MNIST pixels as PNG files under root/split/<k>-<class>/ (grey, or grey in RGB files)."""
     g = torch.Generator().manual_seed(seed)
     for k in keep:
         index = (data.labels == k).nonzero().flatten()
@@ -214,67 +214,45 @@ def write_fashion_folder(root, split, data, keep, per_class, seed=0) -> int:
         folder = root / split / f"{k}-{data.classes[k].replace('/', '_')}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in index.tolist():
-            Image.fromarray(data.images[i, 0].numpy(), mode="L").save(folder / f"{i:05d}.png")
+            image = Image.fromarray(data.images[i, 0].numpy(), mode="L")
+            (image.convert("RGB") if rgb else image).save(folder / f"{i:05d}.png")
     return len(keep) * per_class
 
 
 def test_default_recipe_on_an_image_folder_drops_the_fashion_mnist_fields(tmp_path):
     """`resnet train --model resnet18 --data imagefolder:PATH` and nothing else: the recipe's 5,000-image hold-out
-    does not carry over, and its pad-and-crop (an in-memory augmentation) does not touch the folder's images."""
+    does not carry over, and the folder's images, read from their files, are the training batches' pixels."""
     from resnet.data import build_data, open_split
 
     write_fashion_folder(tmp_path / "f", "train", open_split("fashion-mnist", "test"), range(2), 8)
     cfg = load_config(None, {"model.name": "resnet18", "data.name": f"imagefolder:{tmp_path / 'f'}"})
-    assert cfg.data.val_split == 0 and cfg.data.train_limit is None and cfg.model.kwargs == {}
-    recipe_padding, first = cfg.data.crop_padding, {}
-    assert recipe_padding > 0
-    for padding in (recipe_padding, 0):
-        cfg.data.crop_padding, cfg.data.workers, cfg.data.image_size = padding, 0, 32
-        data = build_data(cfg.data, 4, 0, torch.device("cpu"), in_chans=3, **QUIET)
-        first[padding] = next(iter(data.train.epoch(0)))[0]
-    assert torch.equal(first[recipe_padding], first[0])
+    assert cfg.data.val_split == 0 and cfg.data.train_limit is None and cfg.model.kwargs == {"in_chans": 1}
+    cfg.data.crop_padding, cfg.data.flip, cfg.data.image_size, cfg.data.eval_resize = 0, False, 28, 28
+    data = build_data(cfg.data, 4, 0, torch.device("cpu"), in_chans=1, **QUIET)
+    images, labels = next(iter(data.train.epoch(0)))
+    pixels = images * torch.tensor(data.std).view(1, -1, 1, 1) + torch.tensor(data.mean).view(1, -1, 1, 1)
+    assert data.train.size == 16 - 2 and pixels.shape == (4, 1, 28, 28)  # 10% held out: no val/ folder
+    assert 0 <= pixels.min() < 0.01 and pixels.max() > 0.5
 
 
 # ------------------------------------------------------------------------------------------------------- transfer
 
-# What the 100-image transfer test can assert without flaking, from the runs measured (one draw's test top-1 moves by
-# about 2 points with the seed, the thread count or the CPU's bf16 support; the fine-tuned lead averages +2 to +3):
-TUNED_AT_LEAST = 80.0  # mean test top-1 of the fine-tuned runs: measured 83.5 to 87.3; a frozen backbone gives 64,
-#                        backbone_lr 0.1 78 and lr 0.01 71 (benchmarks/transfer.py), so a broken option fails here
-LEAD_AT_LEAST = -3.0  # mean fine-tuned minus scratch: measured -0.4 to +4.1 over pairs of draws (+3.2 over the
-#                       benchmark's three draws); a margin of +10, or of +1, would not hold on every machine
 
-
-def test_fine_tuning_on_100_images_of_new_classes(tmp_path):
-    """benchmarks/transfer.py, shorter: pretrain ResNet-20 on Fashion-MNIST classes 0-4 (3,000 images, 3 epochs),
-    then learn classes 5-9 from 20 images each with the small fine-tuning recipe, against the same recipe from
-    scratch; two draws of the 100 images, 500 test images. The lead is small on this split (the features of classes
-    0-4 are no better than random ones as fixed features; they help as a starting point), smaller than the noise of
-    two draws, so the test asserts that fine-tuning works and costs nothing, not the size of its lead."""
+def test_fine_tuning_a_fashion_mnist_net_on_a_new_folder_beats_chance(tmp_path, trained_run):
+    """benchmarks/transfer.py measures what transfer gives; here the path must work: the suite's Fashion-MNIST run
+    (ResNet-14, 1 channel) fine-tuned in one command, with no batch or size flag, on 20 RGB images of each of 5
+    classes (real Fashion-MNIST pixels, a new 5-class head) learns them well above chance (20%)."""
     from resnet.data import open_split
 
     train_set, test_set = open_split("fashion-mnist", "train"), open_split("fashion-mnist", "test")
-    write_fashion_folder(tmp_path / "pre", "train", train_set, range(5), 600)
-    write_fashion_folder(tmp_path / "pre", "val", test_set, range(5), 20)
-    small = {"model.name": "resnet20", "model.kwargs": {"in_chans": 1}, "data.image_size": 28,
-             "data.eval_resize": 28, "data.workers": 1, "eval_every": 1000, "test_tta": "none"}
-    pre = train(load_config(None, {**small, "data.name": f"imagefolder:{tmp_path / 'pre'}", "epochs": 3,
-                                   "batch_size": 64, "data.min_scale": 0.35, "out": str(tmp_path / "pretrain")}),
-                **QUIET)
-    assert pre.results["test_top1"] > 70
-
-    def new_task(seed, out, **extra):
-        folder = f"imagefolder:{tmp_path / f'new{seed}'}"
-        cfg = load_config("finetune-imagefolder-small", {**small, "data.name": folder, "seed": seed,
-                                                         "out": str(tmp_path / f"{out}{seed}"), **extra})
-        return train(cfg, **QUIET).results["test_top1"]
-
-    tuned, scratch = [], []
-    for seed in (0, 1):
-        write_fashion_folder(tmp_path / f"new{seed}", "train", train_set, range(5, 10), 20, seed)
-        write_fashion_folder(tmp_path / f"new{seed}", "val", test_set, range(5, 10), 100)
-        tuned.append(new_task(seed, "tuned", pretrained=str(pre.run_dir), reset_head=True))  # a new 5-class head
-        scratch.append(new_task(seed, "scratch", **{"pretrained": None, "finetune.freeze_stages": 0,
-                                                    "finetune.backbone_lr": 1.0, "finetune.head_warmup_epochs": 0}))
-    assert sum(tuned) / 2 > TUNED_AT_LEAST, (tuned, scratch)
-    assert (sum(tuned) - sum(scratch)) / 2 > LEAD_AT_LEAST, (tuned, scratch)
+    folder = tmp_path / "new"
+    write_fashion_folder(folder, "train", train_set, range(5), 20, rgb=True)
+    write_fashion_folder(folder, "val", test_set, range(5), 40, rgb=True)
+    cfg = load_config(None, {"data.name": f"imagefolder:{folder}", "pretrained": str(trained_run.run_dir),
+                             "out": str(tmp_path / "tuned"), "epochs": 6}, ["test_tta=none", "threads=1"])
+    assert cfg.model.name == "resnet14" and cfg.model.kwargs["in_chans"] == 3 and cfg.batch_size <= 25
+    lines = []
+    result = train(cfg, log=lines.append)
+    assert any("first conv repeated from 1 to 3 input channels" in line and "new 5-class head" in line
+               for line in lines), lines
+    assert result.results["test_top1"] > 40

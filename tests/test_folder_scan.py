@@ -174,7 +174,9 @@ def test_grayscale_runs_have_their_own_cache(folder, cache, decoded):
 
 
 def folder_config(root, **kw) -> DataConfig:
-    return DataConfig(**{"name": f"imagefolder:{root}", "image_size": 8, "eval_resize": 8, "workers": 0, **kw})
+    """The file loader's path (memory off: the scan and its cache are what is tested)."""
+    return DataConfig(**{"name": f"imagefolder:{root}", "image_size": 8, "eval_resize": 8, "workers": 0,
+                         "memory": "off", **kw})
 
 
 def test_build_data_skips_bad_files_from_the_cache(folder, cache, decoded):

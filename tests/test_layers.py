@@ -14,7 +14,7 @@ PACKAGE = Path(resnet.__file__).parent
 LAYERS = [
     ("base", ["errors", "table", "io", "device", "images", "plots"]),
     ("models and data", ["models", "data"]),
-    ("config", ["config"]),
+    ("config", ["config", "folder_defaults"]),
     ("model files and evaluation", ["modelcard", "runs", "evaluate", "pretrained"]),
     ("train", ["train"]),
     ("tools", ["predict", "backends", "export", "explain", "experiments"]),

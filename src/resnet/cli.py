@@ -122,7 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     rows = [[c["class"], c["count"], f"{c['accuracy']:.2f}"] for c in ev.to_dict()["per_class"]]
     print(format_table(["class", "images", "accuracy %"], rows, align="lrr"))
-    print(f"\n{ev.card.architecture} on {ev.data} test set ({r.count:,} images, tta {ev.tta}): "
+    split = "val/ folder" if ev.data.startswith("imagefolder:") else "test set"
+    print(f"\n{ev.card.architecture} on {ev.data} {split} ({r.count:,} images, tta {ev.tta}): "
           f"{scores(r.top1, r.top5, r.loss)}")
     print(f"confusion matrix: {out_dir / 'confusion.png'}")
     return 0

@@ -86,6 +86,7 @@ class BudgetPlan:
     test_seconds: float  # measured seconds of the final test (with its test-time augmentation)
     startup_seconds: float  # seconds from the start to the plan: data, model, timing
     refits: int = 0  # re-fits to the run's own measured speed done so far (train/budget.py: REFIT_SHARES)
+    last_eval: bool = True  # the run's last evaluation is one more pass (False: it is the final test itself)
 
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")

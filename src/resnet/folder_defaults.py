@@ -11,6 +11,7 @@ with a flag or ``--set`` wins; with ``--config`` the recipe's own values win too
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from .data.folder_stats import FolderStats
@@ -109,26 +110,26 @@ def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
 
 
 def weights_architecture(source: str | None) -> str | None:
-    """The architecture a local --pretrained source was trained as, where it says (a run directory, a checkpoint of
-    `resnet train`, a .safetensors file with its card or metadata); None for a bare state dict or named weights."""
-    if not source:
-        return None
+    """The architecture a local --pretrained source was trained as, where it says: a run directory (its model.json),
+    a checkpoint of `resnet train` (its card), a .safetensors file (the card beside it, or its metadata); None for a
+    bare state dict, named weights (``torchvision``, ``timm:...``) and anything unreadable, which the run itself
+    reports in its own words when it loads the weights."""
     from safetensors import safe_open
 
     from .io import load_checkpoint
-    from .pretrained import is_named
-    from .runs import resolve_weights
 
-    if is_named(source):
+    path = Path(source or "")
+    if not source or not path.exists():
         return None
+    if path.is_dir():
+        path = path / "model.safetensors" if (path / "model.safetensors").is_file() else path / "checkpoints/last.pt"
     try:
-        path = resolve_weights(source)
-        card = path.with_suffix(".json")
         if path.suffix == ".safetensors":
+            card = path.with_suffix(".json")
             if card.is_file():
                 return json.loads(card.read_text()).get("architecture")
             with safe_open(str(path), "pt") as f:
                 return (f.metadata() or {}).get("architecture")
         return load_checkpoint(path).get("card", {}).get("architecture")
-    except Exception:  # an unreadable source is reported, in its own words, when the run loads it
+    except Exception:  # unreadable: reported by the run when it loads the weights
         return None

@@ -29,7 +29,10 @@ from ..errors import UserError
 from .log import format_duration
 
 SAFETY = 0.03  # share of the budget held back for timing noise
-FINISH_SECONDS = 5.0  # after the final test: saving the model, the results, the curves and confusion figures
+EVAL_MARGIN = 0.15  # the final test and last evaluation are held this much longer than timed: timed on a slice of
+#                     one batch, a 10,000-image test with TTA took up to 16% longer than planned on a 2-core EPYC
+FINISH_SECONDS = 3.0  # after the final test: saving the model, the results, the curves and confusion figures, and
+#                        the process's exit (1.8 s measured with matplotlib's first import on a 2-core EPYC)
 PROBE_SHARE = 0.05  # the most of the budget the plan's timing may take: training steps half, evaluation and test
 MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them (or the probe's share, if less)
@@ -61,43 +64,56 @@ def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_ev
     return step_s + eval_s / (steps_per_epoch * eval_every)
 
 
+def closing_seconds(eval_s: float, test_s: float, last_eval: bool = True) -> float:
+    """The run's end: its last evaluation (when it is not the final test itself), the final test and the finishing
+    writes, the evaluations held :data:`EVAL_MARGIN` longer than timed."""
+    return (eval_s * last_eval + test_s) * (1 + EVAL_MARGIN) + FINISH_SECONDS
+
+
 def steps_that_fit(room_s: float, step_s: float, eval_s: float, test_s: float, steps_per_epoch: int,
-                   eval_every: int) -> int:
-    """How many more steps fit in ``room_s`` seconds with their evaluations, one evaluation more (a last, partial
-    epoch is evaluated too), the final test and the finishing writes; may be <= 0."""
-    fixed = eval_s + test_s + FINISH_SECONDS
-    return math.floor((room_s - fixed) / seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every))
+                   eval_every: int, last_eval: bool = True) -> int:
+    """How many more steps fit in ``room_s`` seconds with their evaluations, one evaluation more if ``last_eval`` (a
+    last, partial epoch is evaluated too, unless that evaluation is the final test), the final test and the finishing
+    writes; may be <= 0."""
+    return math.floor((room_s - closing_seconds(eval_s, test_s, last_eval)) /
+                      seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every))
 
 
-def least_budget(spent_s: float, step_s: float, eval_s: float, test_s: float) -> int:
-    """Seconds of the shortest budget that fits :data:`MIN_STEPS` steps, an evaluation and the final test, rounded
-    up to 10 s."""
-    need = spent_s + eval_s + test_s + FINISH_SECONDS + MIN_STEPS * step_s
+def least_budget(spent_s: float, per_step_s: float, eval_s: float, test_s: float) -> int:
+    """Seconds of the shortest budget that fits :data:`MIN_STEPS` steps of ``per_step_s`` (evaluations spread in), an
+    evaluation and the final test, rounded up to 10 s."""
+    need = spent_s + closing_seconds(eval_s, test_s) + MIN_STEPS * per_step_s
     return math.ceil(need / (1 - SAFETY) / 10) * 10
 
 
 def refuse_slow_step(budget_s: float, spent_s: float, step_s: float, budget_text: str, how: str) -> None:
-    """One sentence, before any full step is timed, when ``step_s`` (``how`` it was found) leaves no room for
-    :data:`MIN_STEPS` steps."""
-    if spent_s + MIN_STEPS * step_s > budget_s * (1 - SAFETY):
+    """One sentence, before any full step is timed, when the start-up so far (``spent_s``) or a step of ``step_s``
+    seconds (``how`` it was found) leaves no room for :data:`MIN_STEPS` steps."""
+    room = budget_s * (1 - SAFETY) - spent_s
+    if room <= 0:
         least = least_budget(spent_s, step_s, 0.0, 0.0)
-        raise UserError(f"one training step takes about {step_s:.3g} s here ({how}), so a budget of {budget_text} "
-                        f"fits fewer than {MIN_STEPS} steps; use --budget {least}s or more, or a smaller "
-                        f"data.image_size, --batch-size or --model")
+        raise UserError(f"a budget of {budget_text} is spent before training starts ({spent_s:.3g} s of start-up "
+                        f"here: interpreter, imports, data, model); use --budget {least}s or more")
+    if MIN_STEPS * step_s > room:
+        least = least_budget(spent_s, step_s, 0.0, 0.0)
+        raise UserError(f"a budget of {budget_text} fits fewer than {MIN_STEPS} training steps here: one takes about "
+                        f"{step_s:.3g} s ({how}); use --budget {least}s or more, or a smaller data.image_size, "
+                        f"--batch-size or --model")
 
 
 def plan_budget(budget_s: float, spent_s: float, step_s: float, eval_s: float, test_s: float,
-                steps_per_epoch: int, eval_every: int, budget_text: str) -> BudgetPlan:
+                steps_per_epoch: int, eval_every: int, budget_text: str, last_eval: bool = True) -> BudgetPlan:
     """The plan of a fresh run (less than an epoch if that is what fits), or one sentence with the least budget that
-    works when fewer than :data:`MIN_STEPS` steps fit."""
-    steps = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, eval_s, test_s, steps_per_epoch, eval_every)
+    works when fewer than :data:`MIN_STEPS` steps fit. ``last_eval``: see :func:`steps_that_fit`."""
+    steps = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, eval_s, test_s, steps_per_epoch, eval_every,
+                           last_eval)
     if steps < MIN_STEPS:
-        least = least_budget(spent_s, step_s, eval_s, test_s)
+        least = least_budget(spent_s, seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every), eval_s, test_s)
         raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here ({step_s:.3g} "
                         f"s each, {eval_s + test_s:.3g} s to evaluate and test), fewer than {MIN_STEPS}; the least "
                         f"budget that works is about {format_duration(least)}: use --budget {least}s or more")
     return BudgetPlan(steps=steps, schedule_steps=steps, step_seconds=step_s, eval_seconds=eval_s,
-                      test_seconds=test_s, startup_seconds=spent_s)
+                      test_seconds=test_s, startup_seconds=spent_s, last_eval=last_eval)
 
 
 def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_s: float, steps_per_epoch: int,
@@ -105,7 +121,7 @@ def shortened(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step
     """The new last step when the rest of the plan at the speed measured now (``step_s``) would overrun the
     budget; None while it fits. Never lengthens a plan, and leaves at least one more step."""
     left = (plan.steps - step) * seconds_per_step(step_s, plan.eval_seconds, steps_per_epoch, eval_every)
-    if spent_s + left + plan.eval_seconds + plan.test_seconds + FINISH_SECONDS <= budget_s:
+    if spent_s + left + closing_seconds(plan.eval_seconds, plan.test_seconds, plan.last_eval) <= budget_s:
         return None
     return min(plan.steps, refitted(plan, budget_s, spent_s, step, step_s, steps_per_epoch, eval_every))
 
@@ -127,7 +143,7 @@ def refitted(plan: BudgetPlan, budget_s: float, spent_s: float, step: int, step_
     """The last step that fits the budget at the speed measured now, longer or shorter than the plan; at least one
     more step."""
     more = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, plan.eval_seconds, plan.test_seconds,
-                          steps_per_epoch, eval_every)
+                          steps_per_epoch, eval_every, plan.last_eval)
     return step + max(more, 1)
 
 
@@ -163,8 +179,9 @@ def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], ba
 
 def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, device: torch.device) -> float:
     """Seconds of one whole pass of ``loader`` through ``evaluate_batches``, from slices of its first batch timed
-    (after an untimed pass over two images) until one takes :data:`EVAL_PROBE_SECONDS` or is the whole batch, scaled
-    per image to the images this process evaluates: a pass is never timed whole, however slow."""
+    (after an untimed pass over two images), each sized from the last to take :data:`EVAL_PROBE_SECONDS`, until one
+    does or is the whole batch; scaled per image to the images this process evaluates. A pass is never timed whole,
+    however slow."""
     images, labels = next(iter(loader.epoch(0)))
     evaluate_batches([(images[:2], labels[:2])])
     n = min(8, len(labels))
@@ -176,7 +193,7 @@ def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, devi
         seconds = time.perf_counter() - start
         if seconds >= EVAL_PROBE_SECONDS or n == len(labels):
             break
-        n = min(4 * n, len(labels))
+        n = min(max(2 * n, math.ceil(1.2 * n * EVAL_PROBE_SECONDS / max(seconds, 1e-6))), len(labels))
     return seconds / n * math.ceil(loader.size / loader.world)
 
 

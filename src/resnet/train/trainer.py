@@ -112,6 +112,7 @@ class Trainer:
         self.partial = [0.0, 0.0, 0]  # (loss sum, errors, examples) of the current epoch before a resume
         self.started_seconds = 0.0  # training time spent before a resume
         self._eval_seconds: float | None = None  # the last evaluation's duration (a budget's checks follow it)
+        self._test_result: EvalResult | None = None  # the final test, when the last epoch's evaluation was it
         train_model: nn.Module = self.model
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -212,7 +213,7 @@ class Trainer:
         set_rng_state(state)
         numbers = dist.broadcast_floats([step_s, eval_s, test_s, time.perf_counter() - self._budget_t0], self.device)
         return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
-                           cfg.budget)
+                           cfg.budget, last_eval=self.data.val is not None)
 
     def _budget_spent(self) -> float:
         """Seconds of the budget used so far: start-up, then training, evaluations and tests (across resumes)."""
@@ -228,7 +229,7 @@ class Trainer:
         if steps < MIN_MEASURED_STEPS:  # too few steps to tell a slowdown from noise
             return
         step_s = loop_seconds / steps
-        refit = refit_due(plan, steps) and self.epoch + 1 < self.epochs
+        refit = refit_due(plan, steps)
         if self.env.is_main:
             how = refitted if refit else shortened
             timing = retimed(plan, self._eval_seconds, step_s)
@@ -445,12 +446,12 @@ class Trainer:
             # The epoch's sums so far over all processes; a resumed epoch's earlier part is counted once (rank 0).
             epoch_sums = torch.tensor(self.partial if self.env.is_main else [0.0, 0.0, 0.0], dtype=torch.float64,
                                       device=self.device)
-            self.partial, done, counted = [0.0, 0.0, 0], 0, 0
+            self.partial, counted = [0.0, 0.0, 0], 0
             epoch_start = time.perf_counter()
             for images, labels in self.data.train.epoch(epoch, self.step_in_epoch):
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss, errors = self.step_fn(images, labels)
-                self.step_in_epoch, done, counted = self.step_in_epoch + 1, done + 1, counted + labels.shape[0]
+                self.step_in_epoch, counted = self.step_in_epoch + 1, counted + labels.shape[0]
                 stats = torch.stack([loss.double() * labels.shape[0], errors.double(),
                                      torch.full((), float(labels.shape[0]), dtype=torch.float64, device=self.device)])
                 window.append(stats)
@@ -466,8 +467,8 @@ class Trainer:
                 if (self.ctx.step % cfg.log_every == 0 or not self.env.enabled) and self._stop_requested():
                     self._settle_epoch_sums(window, epoch_sums)
                     self._stop()
-                if done >= steps or self.ctx.step >= self.total_steps:  # the plan may have been shortened
-                    break
+                if self.step_in_epoch >= self.steps_per_epoch or self.ctx.step >= self.total_steps:
+                    break  # (a budget's plan may have moved the last step since the epoch began)
             bar.close()
             self._loop_seconds += time.perf_counter() - epoch_start
             self._check_window(window)
@@ -511,7 +512,11 @@ class Trainer:
                   "img_per_s": counted * self.env.world / max(seconds, 1e-9), "seconds": seconds,
                   "eval_seconds": None}
         last = self.ctx.step >= self.total_steps
-        if (epoch + 1) % self.cfg.eval_every == 0 or last:
+        if last and self.data.val is None:  # the evaluation set is the test set: the final test is this evaluation
+            self._test_result = result = self._evaluate(self.data.test, tta=self.cfg.test_tta)
+            record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, eval_seconds=result.seconds,
+                          eval_tta=self.cfg.test_tta)
+        elif (epoch + 1) % self.cfg.eval_every == 0 or last:
             result = self._evaluate(self.data.eval_loader)
             record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, eval_seconds=result.seconds)
             self._eval_seconds = result.seconds  # the budget's later checks count the machine's speed of now
@@ -532,8 +537,9 @@ class Trainer:
 
     def _finish(self) -> RunResult:
         cfg = self.cfg
-        total_seconds = self._elapsed()
-        test = self._evaluate(self.data.test, tta=cfg.test_tta)
+        # Training time, evaluations included; the final test is not, even when the last epoch's evaluation was it.
+        total_seconds = self._elapsed() - (self._test_result.seconds if self._test_result else 0.0)
+        test = self._test_result or self._evaluate(self.data.test, tta=cfg.test_tta)
         params = sum(p.numel() for p in self.model.parameters())
         results = {
             "model": cfg.model.name, "data": cfg.data.name, "parameters": params,
