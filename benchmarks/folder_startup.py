@@ -66,7 +66,7 @@ def train_command(root: Path, out: Path, args, *extra: str) -> list[str]:
     return ["resnet", "train", "--data", f"imagefolder:{root}", "--model", args.model, "--batch-size",
             str(args.batch_size), "--iterations", "1000000", "--device", args.device, "--out", str(out),
             "--set", "log_every=1", "--set", f"data.image_size={args.crop}", "--set", f"data.eval_resize={args.crop}",
-            "--set", "data.workers=2", *extra]
+            "--set", "data.workers=2", "--set", "data.memory=off", *extra]  # the file path: scan, cache, workers
 
 
 def time_to_first_step(cmd: list[str], run_dir: Path, env: dict, timeout: float) -> tuple[float, int, str]:
@@ -110,7 +110,7 @@ def loader_speed(root: str, batch_size: int, crop: int, batches: int, warmup: in
 
     from resnet.data import DataConfig, build_data
 
-    cfg = DataConfig(name=f"imagefolder:{root}", image_size=crop, eval_resize=crop, workers=2)
+    cfg = DataConfig(name=f"imagefolder:{root}", image_size=crop, eval_resize=crop, workers=2, memory="off")
     lines: list[str] = []
     start = time.perf_counter()
     data = build_data(cfg, batch_size, 0, torch.device("cpu"), log=lines.append)

@@ -115,7 +115,7 @@ def main() -> None:
         gain = [t - s for t, s in zip(scores[(shots, TUNED)], scores[(shots, SCRATCH)])]
         print(f"{shots} per class: fine-tuned minus from scratch {statistics.mean(gain):+.2f} points (per draw: "
               f"{' '.join(f'{g:+.2f}' for g in gain)})")
-    print("\ncommands (last draw):")
+    print("\ncommands (first draw):")
     for cmd in commands.values():
         print(f"  {shlex.join(cmd)}")
 

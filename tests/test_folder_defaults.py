@@ -6,6 +6,7 @@ trains the steps that fit."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +169,24 @@ def test_a_budget_shorter_than_an_epoch_trains_the_steps_that_fit(tmp_path):
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     assert last["step"] == result.results["steps"]
     assert last["scheduler"]["position"] == pytest.approx(last["scheduler"]["length"])  # the schedule has ended
+
+
+def test_eval_and_predict_of_an_in_memory_folder_run_see_what_its_final_test_saw(tmp_path):
+    """The run trains and tests from memory; `resnet eval` and `resnet predict` read the files again through the model
+    card's resize and crop: the same pixels, so the same top-1 and the same predictions."""
+    from resnet.backends import load_predictor
+    from resnet.evaluate import evaluate_model
+    from resnet.predict import predict_files
+
+    root = write_small_gray(tmp_path / "small")
+    cfg = load_config(None, {"data.name": f"imagefolder:{root}", "out": str(tmp_path / "run"), "epochs": 2},
+                      ["threads=1", "test_tta=none"])
+    result = train(cfg, **QUIET)
+    ev = evaluate_model(tmp_path / "run", tta="none")
+    assert ev.result.top1 == result.results["test_top1"] and ev.result.count == 36
+    assert (ev.card.resize, ev.card.crop, ev.card.input_size) == (28, 28, [1, 28, 28])
+    backend, card, _ = load_predictor(tmp_path / "run", "torch")
+    files = sorted((root / "val").rglob("*.png"))
+    predicted = predict_files(backend, card, files, topk=1)
+    right = sum(p["top"][0]["label"] == Path(p["path"]).parent.name for p in predicted)
+    assert 100 * right / len(files) == pytest.approx(ev.result.top1)

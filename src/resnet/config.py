@@ -87,6 +87,7 @@ class BudgetPlan:
     startup_seconds: float  # seconds from the start to the plan: data, model, timing
     refits: int = 0  # re-fits to the run's own measured speed done so far (train/budget.py: REFIT_SHARES)
     last_eval: bool = True  # the run's last evaluation is one more pass (False: it is the final test itself)
+    probe_seconds: float = 0.0  # seconds the timing above took (at most budget.PROBE_SHARE of the budget, and a step)
 
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")

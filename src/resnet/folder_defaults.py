@@ -11,6 +11,7 @@ with a flag or ``--set`` wins; with ``--config`` the recipe's own values win too
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,11 @@ def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
         chosen["model.kwargs.in_chans"] = chans
         why.append(f"{chans} input channel{'s' if chans > 1 else ''}: the images are "
                    f"{'grayscale' if chans == 1 else 'in colour'}")
+    workers = int(data.get("data", {}).get("workers", 2))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    if image_size >= SMALL and workers > cores and free("data.workers"):
+        chosen["data.workers"] = cores
+        why.append(f"{cores} loader workers: one per core of this machine (the recipe asks for {workers})")
     recipe_batch = int(data.get("batch_size", 128))
     if "batch_size" not in asked:
         batch = batch_for(stats.training_images, recipe_batch)

@@ -36,7 +36,8 @@ FINISH_SECONDS = 3.0  # after the final test: saving the model, the results, the
 PROBE_SHARE = 0.05  # the most of the budget the plan's timing may take: training steps half, evaluation and test
 MAX_PROBE_STEPS = 8  # timed training steps of the plan (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them (or the probe's share, if less)
-EVAL_PROBE_SECONDS = 0.3  # an evaluation is timed on ever larger slices of a batch until one takes this long
+EVAL_PROBE_SECONDS = 0.3  # an evaluation is timed on ever larger slices of a batch until one takes this long (or
+#                           a quarter of the probe's share, if less)
 MIN_STEPS = 5  # a budget that fits fewer training steps than this is refused: too few to train anything
 MIN_MEASURED_STEPS = 10  # steps of the run itself before its speed is trusted over the plan's
 REFIT_SHARES = (0.02, 0.1, 0.25, 0.5, 0.75)  # the plan is re-fitted, longer or shorter, once each share is timed
@@ -177,11 +178,12 @@ def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], ba
     return (time.perf_counter() - start) / done
 
 
-def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, device: torch.device) -> float:
+def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, device: torch.device,
+                    target_seconds: float = EVAL_PROBE_SECONDS) -> float:
     """Seconds of one whole pass of ``loader`` through ``evaluate_batches``, from slices of its first batch timed
-    (after an untimed pass over two images), each sized from the last to take :data:`EVAL_PROBE_SECONDS`, until one
-    does or is the whole batch; scaled per image to the images this process evaluates. A pass is never timed whole,
-    however slow."""
+    (after an untimed pass over two images), each sized from the last to take ``target_seconds``, until one does or is
+    the whole batch; scaled per image to the images this process evaluates. A pass is never timed whole, however
+    slow."""
     images, labels = next(iter(loader.epoch(0)))
     evaluate_batches([(images[:2], labels[:2])])
     n = min(8, len(labels))
@@ -191,9 +193,9 @@ def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, devi
         evaluate_batches([(images[:n], labels[:n])])
         _sync(device)
         seconds = time.perf_counter() - start
-        if seconds >= EVAL_PROBE_SECONDS or n == len(labels):
+        if seconds >= target_seconds or n == len(labels):
             break
-        n = min(max(2 * n, math.ceil(1.2 * n * EVAL_PROBE_SECONDS / max(seconds, 1e-6))), len(labels))
+        n = min(max(2 * n, math.ceil(1.2 * n * target_seconds / max(seconds, 1e-6))), len(labels))
     return seconds / n * math.ceil(loader.size / loader.world)
 
 

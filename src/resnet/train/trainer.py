@@ -29,8 +29,8 @@ from ..modelcard import load_into, save_model
 from ..pretrained import init_model
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir
 from . import distributed as dist
-from .budget import (MAX_PROBE_SECONDS, MIN_MEASURED_STEPS, PROBE_SHARE, Stretch, plan_budget, refit_due,
-                     refitted, refuse_slow_step, retimed, shortened, time_evaluation, time_training_steps)
+from .budget import (EVAL_PROBE_SECONDS, MAX_PROBE_SECONDS, MIN_MEASURED_STEPS, PROBE_SHARE, Stretch, plan_budget,
+                     refit_due, refitted, refuse_slow_step, retimed, shortened, time_evaluation, time_training_steps)
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .cuda_graph import GraphedStep, make_step, why_not_graphed
 from .ema import make_ema
@@ -196,7 +196,7 @@ class Trainer:
                                               time.perf_counter() - self._budget_t0], self.device)
         refuse_slow_step(self.budget_seconds, spent, guess, cfg.budget,
                          f"timed at batch {self.probe.batch} and scaled to {cfg.batch_size}")
-        share = PROBE_SHARE * self.budget_seconds
+        share, probe_start = PROBE_SHARE * self.budget_seconds, time.perf_counter()
         model = copy.deepcopy(self.model)
         optimizer = build_optimizer(model, cfg.optim, self.lr, self.backbone_lr)
         ctx = self._context(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
@@ -206,14 +206,19 @@ class Trainer:
                                      untimed=step.setup_calls if isinstance(step, GraphedStep) else 1,
                                      max_seconds=min(MAX_PROBE_SECONDS, share / 2))
 
+        target = min(EVAL_PROBE_SECONDS, share / 4)
         eval_s = time_evaluation(lambda batches: self._evaluate_batches(model, batches), self.data.eval_loader,
-                                 self.device)
+                                 self.device, target)
         test_s = time_evaluation(lambda batches: self._evaluate_batches(model, batches, cfg.test_tta),
-                                 self.data.test, self.device)
+                                 self.data.test, self.device, target)
         set_rng_state(state)
-        numbers = dist.broadcast_floats([step_s, eval_s, test_s, time.perf_counter() - self._budget_t0], self.device)
-        return plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
+        now = time.perf_counter()
+        numbers = dist.broadcast_floats([step_s, eval_s, test_s, now - self._budget_t0, now - probe_start],
+                                        self.device)
+        plan = plan_budget(self.budget_seconds, numbers[3], *numbers[:3], self.steps_per_epoch, cfg.eval_every,
                            cfg.budget, last_eval=self.data.val is not None)
+        plan.probe_seconds = numbers[4]
+        return plan
 
     def _budget_spent(self) -> float:
         """Seconds of the budget used so far: start-up, then training, evaluations and tests (across resumes)."""
@@ -395,8 +400,8 @@ class Trainer:
                        f" ({'shortened' if p.steps < p.schedule_steps else 'lengthened'} from {p.schedule_steps:,})")
             self._say(f"budget {format_duration(self.budget_seconds)}: {p.steps:,} steps{changed}, planned from "
                       f"{p.step_seconds:.3g} s per step, {p.eval_seconds:.3g} s per evaluation, {p.test_seconds:.3g} s "
-                      f"for the final test and {p.startup_seconds:.3g} s of start-up measured here; the lr schedule "
-                      f"ends at the last step")
+                      f"for the final test and {p.startup_seconds:.3g} s of start-up ({p.probe_seconds:.2g} s of it "
+                      f"timing) measured here; the lr schedule ends at the last step")
         if self.init_note:
             self._say(self.init_note)
         if self.finetune:
