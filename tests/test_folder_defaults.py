@@ -190,3 +190,11 @@ def test_eval_and_predict_of_an_in_memory_folder_run_see_what_its_final_test_saw
     predicted = predict_files(backend, card, files, topk=1)
     right = sum(p["top"][0]["label"] == Path(p["path"]).parent.name for p in predicted)
     assert 100 * right / len(files) == pytest.approx(ev.result.top1)
+
+
+def test_fine_tuning_a_bare_state_dict_on_small_images_picks_a_small_net(tmp_path):
+    """--pretrained FILE.pth with no card and no --model: the fine-tuning recipe's ResNet-50 is not what 28-px images
+    get; the folder's small net is (the weights must then fit it, or the run says which model they were made for)."""
+    root = write_small_gray(tmp_path / "small")
+    cfg = load_config(None, {"data.name": f"imagefolder:{root}", "pretrained": str(tmp_path / "w.pth")})
+    assert cfg.recipe == "finetune-imagefolder" and cfg.model.name == "resnet14" and cfg.data.image_size == 28

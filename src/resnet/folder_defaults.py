@@ -20,6 +20,7 @@ from .models import model_info
 
 SMALL = 64  # shorter side (px) below which images are small: a 6n+2 net at their own size, pad-and-crop, in memory
 MAX_SIZE = 224  # the largest training crop chosen: the ImageNet nets' size; larger photos are scaled down to it
+SMALL_MODEL = "resnet14"  # the default recipe's net: for small images when the recipe's net has an ImageNet stem
 PHOTO_MODEL = "resnet18"  # the cheapest ImageNet-stem ResNet (1.8 GMACs at 224 px, 0.15 at 64)
 PHOTO_MIN_SCALE = 0.25  # random-resized crops from a quarter of the image up: 8% cuts the object out of small sets
 EVAL_RATIO = 256 / 224  # photos: resize the shorter side by this much, then centre-crop the training size
@@ -59,6 +60,8 @@ def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
             node = node[part]
         return False
 
+    if not stats.short_side:  # no file's header could be read: the run's scan names the bad files
+        return chosen, why
     size, small = stats.short_side, stats.short_side < SMALL
     model = data.get("model", {}).get("name")
     if free("model.name"):
@@ -66,6 +69,7 @@ def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
             model = weights_arch
             why.append(f"model {model}: the architecture of the pretrained weights")
         elif small:
+            model = model if model_info(model).family == "cifar" else SMALL_MODEL
             why.append(f"model {model}: a 6n+2 net with no downsampling stem, for {size}-px images")
         else:
             model = PHOTO_MODEL
