@@ -22,8 +22,8 @@ from .data import PER_DATASET_FIELDS, DataConfig, check_dataset_name, folder_roo
 from .data.folder_stats import inspect_folder
 from .device import Precision
 from .errors import UserError
-from .io import write_text
 from .folder_defaults import choose, eval_resize_for, weights_architecture
+from .io import write_text
 from .models import model_info
 
 RECIPE_DIR = Path(__file__).resolve().parent / "configs"
