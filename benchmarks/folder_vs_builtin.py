@@ -15,15 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_folders import fashion_mnist  # noqa: E402
+from train_run import run_train  # noqa: E402
 
 from resnet.device import cpu_summary  # noqa: E402
 from resnet.table import format_table  # noqa: E402
@@ -31,16 +30,9 @@ from resnet.table import format_table  # noqa: E402
 
 def run(cmd: list[str]) -> tuple[dict, float, float]:
     """(results.json, median training images per second, wall seconds) of one `resnet train`."""
-    print(" ".join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    out = Path(cmd[cmd.index("--out") + 1])
+    results, out, wall = run_train(cmd)
     epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    speed = statistics.median(r["img_per_s"] for r in epochs if r.get("img_per_s"))
-    return json.loads((out / "results.json").read_text()), speed, wall
+    return results, statistics.median(r["img_per_s"] for r in epochs if r.get("img_per_s")), wall
 
 
 def main() -> None:

@@ -20,37 +20,23 @@ Prints a Markdown table: val top-1 (mean ± std over the draws, and per draw), a
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_folders import digits  # noqa: E402
+from train_run import run_train  # noqa: E402
 
 from resnet.device import cpu_summary  # noqa: E402
 from resnet.table import format_table  # noqa: E402
 
 TUNED, SCRATCH = "fine-tuned from Fashion-MNIST", "from scratch"
-
-
-def run(cmd: list[str], label: str) -> tuple[dict, float]:
-    """Run one `resnet train` command; its results.json and wall time."""
-    print(f"[{label}] {shlex.join(cmd)}", flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{label} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    out = Path(cmd[cmd.index("--out") + 1])
-    return json.loads((out / "results.json").read_text()), seconds
 
 
 def draw(full: Path, out: Path, shots: int, seed: int) -> None:
@@ -80,7 +66,7 @@ def main() -> None:
     if args.pretrained is None:
         args.pretrained = work / "pretrain"
         pre_cmd = [*python, "--budget", args.pretrain_budget, "--out", str(args.pretrained)]
-        pre_top1 = run(pre_cmd, "pretrain")[0]["test_top1"]
+        pre_top1 = run_train(pre_cmd, "pretrain")[0]["test_top1"]
     full = work / "digits"
     if not full.exists():
         digits(full)
@@ -96,7 +82,7 @@ def main() -> None:
             for name, extra in ((TUNED, ["--pretrained", str(args.pretrained)]), (SCRATCH, [])):
                 tag = "tuned" if name == TUNED else "scratch"
                 cmd = [*common, *extra, "--out", str(work / f"{tag}-{shots}-{seed}")]
-                result, _ = run(cmd, f"{name}, {shots} per class, draw {seed}")
+                result, _, _ = run_train(cmd, f"{name}, {shots} per class, draw {seed}")
                 scores.setdefault((shots, name), []).append(result["test_top1"])
                 commands.setdefault(name, cmd)
 

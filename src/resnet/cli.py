@@ -72,8 +72,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             argv.append(arg)
         return distributed.launch(args.nproc, argv)
 
-    if args.budget is not None and args.budget.strip().startswith("-"):
-        raise UserError(f"budget {args.budget.strip()} is not a positive duration; write e.g. 90s, 10m, 1h or 1h30m")
     overrides = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     if args.resume:
         if args.config:

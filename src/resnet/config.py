@@ -96,6 +96,7 @@ _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:
 def parse_duration(text: str | float) -> float:
     """``90s``, ``10m``, ``1h``, ``1h30m``, ``1.5h`` or a plain number of seconds -> seconds (ValueError if not)."""
     t = str(text).strip().lower().replace(" ", "")
+    sign, t = (-1, t[1:]) if t.startswith("-") else (1, t)
     if re.fullmatch(r"\d+(?:\.\d+)?", t):
         seconds = float(t)
     else:
@@ -103,8 +104,9 @@ def parse_duration(text: str | float) -> float:
         if not t or m is None:
             raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 10m, 1h or 1h30m")
         seconds = sum(float(m.group(k) or 0) * unit for k, unit in (("h", 3600), ("m", 60), ("s", 1)))
-    if seconds <= 0:
-        raise ValueError(f"{text!r} is not a positive duration; write e.g. 90s, 10m, 1h or 1h30m")
+    if sign * seconds <= 0:  # a negative duration is named as written (it reaches here from --budget -5m)
+        raise ValueError(f"{f'-{t}' if sign < 0 else repr(text)} is not a positive duration; write e.g. 90s, 10m, 1h "
+                         f"or 1h30m")
     return seconds
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import typing
 from typing import Literal
 
@@ -57,11 +58,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give this process now (Linux MemAvailable; elsewhere a guess of 8 GiB)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
 def cpu_summary() -> str:
     """The CPU's name, the instruction sets that decide our speed (AVX2, AVX-512, VNNI, native bf16, AMX) and its
     core count: the machine line of every benchmark table."""
-    import os
-
     isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()]
     return f"{cpu_name()} ({', '.join(isa) or 'flags unknown'}), {os.cpu_count()} cpus"
 

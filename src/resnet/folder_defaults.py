@@ -11,14 +11,15 @@ with a flag or ``--set`` wins; with ``--config`` the recipe's own values win too
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from .data.folder_memory import SMALL_IMAGE
 from .data.folder_stats import FolderStats
+from .device import usable_cores
 from .models import model_info
 
-SMALL = 64  # shorter side (px) below which images are small: a 6n+2 net at their own size, pad-and-crop, in memory
+SMALL = SMALL_IMAGE  # shorter side (px) below which images are small: a 6n+2 net at their size, pad-and-crop, memory
 MAX_SIZE = 224  # the largest training crop chosen: the ImageNet nets' size; larger photos are scaled down to it
 SMALL_MODEL = "resnet14"  # the default recipe's net: for small images when the recipe's net has an ImageNet stem
 PHOTO_MODEL = "resnet18"  # the cheapest ImageNet-stem ResNet (1.8 GMACs at 224 px, 0.15 at 64)
@@ -105,7 +106,7 @@ def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
         why.append(f"{chans} input channel{'s' if chans > 1 else ''}: the images are "
                    f"{'grayscale' if chans == 1 else 'in colour'}")
     workers = int(data.get("data", {}).get("workers", 2))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    cores = usable_cores()
     if image_size >= SMALL and workers > cores and free("data.workers"):
         chosen["data.workers"] = cores
         why.append(f"{cores} loader workers: one per core of this machine (the recipe asks for {workers})")

@@ -5,7 +5,6 @@ order and augmentation survive a resume and do not depend on the number of worke
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import find_classes, make_dataset
 
+from ..device import usable_cores
 from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, BadImageError, open_image
 from .sampling import epoch_permutation, eval_indices, step_seed, steps_per_epoch, train_indices
@@ -48,7 +48,7 @@ def scan_images(samples: list[tuple[str, int]], mode: str, workers: int | None =
     if not samples:
         return []
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+        workers = usable_cores()
 
     def check(sample):
         try:

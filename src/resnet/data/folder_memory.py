@@ -8,7 +8,6 @@ decodes without the GIL) and doubles as the check that every file is an image.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,23 +15,12 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..device import available_memory, usable_cores
 from ..images import BadImageError, open_image
 from .datasets import MemoryDataset
 
 AUTO_MEMORY_SHARE = 0.25  # data.memory=auto holds a folder in memory only if it takes at most this share of free RAM
-AUTO_MAX_SIZE = 64  # ... and the training crop is below this (small images: pad-and-crop augmentation)
-
-
-def available_bytes() -> int:
-    """Memory the system can give this process now (Linux MemAvailable; elsewhere a generous 8 GiB guess)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
+SMALL_IMAGE = 64  # ... and its training crop is below this: small images, augmented by pad-and-crop in memory
 
 
 def decoded_bytes(images: int, channels: int, size: int) -> int:
@@ -44,12 +32,8 @@ def use_memory(setting: str, image_size: int, images: int, channels: int) -> boo
     images fit well within free memory."""
     if setting != "auto":
         return setting == "on"
-    fits = decoded_bytes(images, channels, image_size) <= AUTO_MEMORY_SHARE * available_bytes()
-    return image_size < AUTO_MAX_SIZE and fits
-
-
-def _workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    fits = decoded_bytes(images, channels, image_size) <= AUTO_MEMORY_SHARE * available_memory()
+    return image_size < SMALL_IMAGE and fits
 
 
 def decode_folder(samples: list[tuple[str, int]], classes: list[str], mode: str, resize: int, crop: int
@@ -71,7 +55,7 @@ def decode_folder(samples: list[tuple[str, int]], classes: list[str], mode: str,
             images[i] = fit(F.pil_to_tensor(image))
         return None
 
-    with ThreadPoolExecutor(_workers()) as pool:
+    with ThreadPoolExecutor(usable_cores()) as pool:
         failed = list(pool.map(load, range(len(samples)), chunksize=256))
     bad = [f for f in failed if f is not None]
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)

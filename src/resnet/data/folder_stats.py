@@ -23,8 +23,7 @@ class FolderStats:
     train_images: int  # files in train/ (before any held-out part)
     classes: int
     has_val: bool  # PATH/val/ exists (else 10% of train/ is held out for evaluation)
-    short_side: int  # median shorter side of the sampled images, in pixels
-    long_side: int  # median longer side
+    short_side: int  # median shorter side of the sampled images, in pixels (0: no header could be read)
     grayscale: bool  # every sampled image is single-channel
 
     @property
@@ -48,11 +47,6 @@ def inspect_folder(root: str | Path, sample: int = SAMPLE, seed: int = 0) -> Fol
     samples, classes = list_samples(root / "train")
     chosen = samples if len(samples) <= sample else random.Random(seed).sample(samples, sample)
     headers = [h for h in (_header(p) for p, _ in chosen) if h is not None]
-    if not headers:
-        short = long = 0
-        gray = False
-    else:
-        short = int(statistics.median(min(w, h) for w, h, _ in headers))
-        long = int(statistics.median(max(w, h) for w, h, _ in headers))
-        gray = all(m in GRAY_MODES for _, _, m in headers)
-    return FolderStats(root, len(samples), len(classes), (root / "val").is_dir(), short, long, gray)
+    short = int(statistics.median(min(w, h) for w, h, _ in headers)) if headers else 0
+    gray = bool(headers) and all(m in GRAY_MODES for _, _, m in headers)
+    return FolderStats(root, len(samples), len(classes), (root / "val").is_dir(), short, gray)

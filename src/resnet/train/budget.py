@@ -2,8 +2,8 @@
 command's own start, training, the evaluations the recipe asks for, the final test), and keeping to it.
 
 Before the run starts, a few real training steps and evaluation images are timed on a throw-away copy of the model,
-in at most :data:`PROBE_SHARE` of the budget; the number of steps follows (fewer than an epoch if that is what fits), and the recipe's schedule is built to end exactly there (budget-aware decay to zero,
-after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
+in at most :data:`PROBE_SHARE` of the budget; the number of steps follows (fewer than an epoch if that is what
+fits), and the recipe's schedule is built to end exactly there (budget-aware decay to zero, after Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints"). As
 training goes the plan is re-checked against the run's own speed: five times (at 2%, 10%, 25%, 50% and 75% of the
 plan) it is re-fitted to that speed, longer or shorter (a probe of a few steps is noisy: 10-15% either way was seen
 on a 2-core CPU, and a shared machine's speed drifts either way: a run that was slow in its first quarter, re-fitted
@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from itertools import islice
+from itertools import chain, islice
 
 import torch
 
@@ -161,15 +161,18 @@ def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], ba
     """Seconds per call of ``step(images, labels)``: ``untimed`` warm-up calls (a CUDA-graph step needs its eager
     steps and its capture), then up to :data:`MAX_PROBE_STEPS` timed ones, stopping once ``max_seconds`` have gone by
     (at least one; an epoch of a single batch is timed again from its start)."""
-    batches = list(islice(iter(batches), untimed + MAX_PROBE_STEPS))
-    if not batches:
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
         raise UserError("the training set is too small to time a training step (no full batch); lower "
                         "batch_size or train without --budget")
-    for images, labels in batches[:untimed]:
+    for images, labels in chain([first], islice(it, max(untimed - 1, 0))):
         step(images, labels)
     _sync(device)
+    timed = islice(it, MAX_PROBE_STEPS)
+    following = next(timed, None)
     start, done = time.perf_counter(), 0
-    for images, labels in batches[untimed:] or batches[:1]:
+    for images, labels in chain([following], timed) if following is not None else [first]:
         step(images, labels)
         done += 1
         _sync(device)

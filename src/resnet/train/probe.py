@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.folder_memory import available_bytes
-from ..device import autocast
+from ..device import autocast, available_memory
 from ..errors import UserError
 
 PROBE_BATCH = 4  # images in the probe's batch: enough to be per-image, few enough to cost little at any size
@@ -27,7 +26,7 @@ HEADROOM = 0.9  # share of the free memory a run may plan to use
 @dataclass(frozen=True)
 class StepProbe:
     batch: int  # the probe's batch
-    seconds: float  # one forward and backward at that batch (after a warm-up pass)
+    seconds: float | None  # one forward and backward at that batch (after a warm-up pass); None when not timed
     activation_bytes: float  # saved for backward at that batch
     state_bytes: int  # weights + gradients + two optimizer buffers (momentum or Adam's moments)
 
@@ -36,13 +35,16 @@ class StepProbe:
 
     def step_seconds(self, batch: int) -> float:
         """Seconds of a step at ``batch``, scaled per image: an over-estimate, as larger batches run more efficiently."""
+        if self.seconds is None:
+            raise ValueError("this probe was not timed: probe_step(..., timed=True)")
         return self.seconds / self.batch * batch
 
 
 def probe_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-               precision: str) -> StepProbe:
+               precision: str, timed: bool = False) -> StepProbe:
     """Measure one forward and backward of a copy of ``model`` (its weights and BN statistics are not touched) on the
-    first :data:`PROBE_BATCH` of ``images``."""
+    first :data:`PROBE_BATCH` of ``images``: its memory, and with ``timed`` (a budget run) its time, from a second
+    pass that the first has warmed up."""
     probe = copy.deepcopy(model).train()
     x, y = images[:PROBE_BATCH], labels[:PROBE_BATCH]
     saved = [0]
@@ -59,14 +61,15 @@ def probe_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, dev
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         one_pass()
-    activation = saved[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    one_pass()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+    activation, seconds = saved[0], None
+    if timed:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        one_pass()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return StepProbe(len(y), seconds, activation, 4 * params)
 
@@ -75,7 +78,7 @@ def free_bytes(device: torch.device) -> int:
     """Memory a step can use on ``device`` now: free GPU memory, or the system's available memory."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    return available_bytes()
+    return available_memory()
 
 
 def check_memory(probe: StepProbe, batch: int, image_size: tuple[int, int], device: torch.device,

@@ -35,7 +35,7 @@ from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .cuda_graph import GraphedStep, make_step, why_not_graphed
 from .ema import make_ema
 from .finetune import plan_finetuning
-from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl
+from .log import RunLogger, epoch_line, final_table, format_duration, read_jsonl, scores
 from .loop import NonFiniteLoss, TrainContext, first_nonfinite, weights_finite
 from .optim import build_optimizer, build_scheduler, scaled_lr, total_steps_for
 from .probe import check_memory, probe_step
@@ -83,7 +83,8 @@ class Trainer:
         # Would one step fit in memory? Asked of a small batch before anything is written (and, for a budget, a
         # first word on the step's time).
         state = rng_state()
-        self.probe = probe_step(self.model, *next(iter(self.data.train.epoch(0))), self.device, self.precision)
+        self.probe = probe_step(self.model, *next(iter(self.data.train.epoch(0))), self.device, self.precision,
+                                timed=cfg.budget is not None and cfg.budget_plan is None)
         set_rng_state(state)
         check_memory(self.probe, cfg.batch_size, self.data.input_size, self.device)
 
@@ -517,14 +518,15 @@ class Trainer:
                   "img_per_s": counted * self.env.world / max(seconds, 1e-9), "seconds": seconds,
                   "eval_seconds": None}
         last = self.ctx.step >= self.total_steps
+        result = None
         if last and self.data.val is None:  # the evaluation set is the test set: the final test is this evaluation
             self._test_result = result = self._evaluate(self.data.test, tta=self.cfg.test_tta)
-            record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, eval_seconds=result.seconds,
-                          eval_tta=self.cfg.test_tta)
+            record["eval_tta"] = self.cfg.test_tta
         elif (epoch + 1) % self.cfg.eval_every == 0 or last:
             result = self._evaluate(self.data.eval_loader)
-            record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, eval_seconds=result.seconds)
             self._eval_seconds = result.seconds  # the budget's later checks count the machine's speed of now
+        if result is not None:
+            record.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, eval_seconds=result.seconds)
         self.logger.log_epoch(record)
         self._say(epoch_line(record, self.epochs, self._elapsed(), self.ctx.step, self.total_steps))
         # A run that ends mid-epoch (iterations) keeps the epoch's sums: a longer run resumed from here continues them.
@@ -568,10 +570,9 @@ class Trainer:
             plot_confusion(test.confusion.numpy(), list(self.card.classes), self.run_dir / "confusion.png",
                            title=f"{cfg.model.name} on {cfg.data.name}: top-1 {test.top1:.2f}%")
             self._say("\n" + final_table(records))
-            top5 = "" if test.top5 is None else f"  top-5 {test.top5:.2f}%"
             self._say(f"\n{self.data.test_name} set ({test.count:,} images, {self.card.weights} weights"
-                      f"{'' if cfg.test_tta == 'none' else f', {cfg.test_tta} TTA'}): top-1 {test.top1:.2f}%{top5}  "
-                      f"loss {test.loss:.4f}   [{format_duration(total_seconds)} training]")
+                      f"{'' if cfg.test_tta == 'none' else f', {cfg.test_tta} TTA'}): "
+                      f"{scores(test.top1, test.top5, test.loss)}   [{format_duration(total_seconds)} training]")
             self._say(f"run directory: {self.run_dir} (confusion matrix: confusion.png)")
         self.logger.close()
         dist.barrier()
