@@ -20,8 +20,8 @@ import torch
 
 from resnet.device import cpu_summary
 from resnet.evaluate import evaluate_on_test_set, run_test_tta
-from resnet.modelcard import checkpoint_weights, load_into, load_model_and_card
 from resnet.table import format_table
+from resnet.weights import checkpoint_weights, load_into, load_model_and_card
 
 
 def compare(run: Path) -> tuple[list[str], float]:

@@ -43,9 +43,9 @@ from resnet.data.registry import IMAGENET_MEAN, IMAGENET_STD
 from resnet.device import cpu_has_native_bf16, cpu_has_vnni, cpu_summary
 from resnet.export import (Reference, export_onnx, export_openvino, fold_batchnorm, logits_of, quantize_onnx,
                            quantize_openvino, real_images, verify_export)
-from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import create_model
 from resnet.table import format_table
+from resnet.weights import ModelCard, load_model_and_card
 
 
 def timed(fn, x: torch.Tensor, warmup: int, iters: int, budget_s: float) -> float:

@@ -216,8 +216,8 @@ def test_quoted_reasons_are_cut_at_a_word():
 
 def test_truncated_and_mismatched_checkpoints(trained_run, tmp_path):
     from resnet.errors import UserError
-    from resnet.modelcard import load_into, read_weights
     from resnet.models import create_model
+    from resnet.weights import load_into, read_weights
 
     last = trained_run.run_dir / "checkpoints" / "last.pt"
     cut = tmp_path / "cut.pt"
@@ -225,7 +225,7 @@ def test_truncated_and_mismatched_checkpoints(trained_run, tmp_path):
     proc = resnet("eval", cut)
     assert proc.returncode == 2 and "truncated or corrupt" in proc.stderr and "Traceback" not in proc.stderr
     state = read_weights(last)
-    with pytest.raises(UserError, match="different architecture"):
+    with pytest.raises(UserError, match="another architecture: the model's key .* is missing"):
         load_into(create_model("resnet32", in_chans=1), state, str(last))
     with pytest.raises(UserError, match=r"has 10 classes but the model has 7.*reset_head=true"):
         load_into(create_model("resnet14", in_chans=1, num_classes=7), state, str(last))
@@ -233,5 +233,5 @@ def test_truncated_and_mismatched_checkpoints(trained_run, tmp_path):
         load_into(create_model("resnet14", in_chans=3), state, str(last))
     # fine-tuning on another label set: the new head is kept, the rest loads
     model = create_model("resnet14", in_chans=1, num_classes=7)
-    load_into(model, state, str(last), reset_head=True)
+    load_into(model, state, str(last), head="reset")
     assert torch.equal(model.conv1.weight, state["conv1.weight"])

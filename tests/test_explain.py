@@ -14,8 +14,8 @@ from torch import nn
 
 from resnet.cli import main
 from resnet.explain import SHEET, cam_layer, explain_files
-from resnet.modelcard import ModelCard, save_model
 from resnet.models import create_model
+from resnet.weights import ModelCard, save_model
 
 from .conftest import require_module
 

@@ -18,8 +18,8 @@ from resnet.errors import UserError
 from resnet.export import (Reference, batchnorm_after_conv, conv_bn_pairs, export_onnx, export_safetensors,
                            export_torchscript, fold_batchnorm, load_torchscript, quantize_onnx, real_images,
                            verify_export)
-from resnet.modelcard import ModelCard, load_model_and_card
 from resnet.models import PreActBasicBlock, PreActBottleneck, create_model, list_models, model_info
+from resnet.weights import ModelCard, load_model_and_card
 
 from .conftest import hide_modules, require_module, run_cli
 
@@ -225,7 +225,7 @@ def test_export_names_the_real_image_counts_it_used(tmp_path):
     for name in ("onnx", "onnxruntime", "onnxscript"):
         require_module(name)
     from resnet.export import export_model
-    from resnet.modelcard import save_model
+    from resnet.weights import save_model
 
     card = ModelCard("resnet14", {"in_chans": 1, "num_classes": 10}, [str(i) for i in range(10)], [1, 28, 28],
                      [0.5], [0.25], resize=28)

@@ -12,10 +12,10 @@ PACKAGE = Path(resnet.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers below it, never a layer above.
 LAYERS = [
-    ("base", ["errors", "table", "io", "device", "images", "plots"]),
+    ("base", ["errors", "table", "io", "device", "images", "plots", "runs"]),
     ("models and data", ["models", "data"]),
     ("config", ["config", "folder_defaults"]),
-    ("model files and evaluation", ["modelcard", "runs", "evaluate", "pretrained"]),
+    ("model files and evaluation", ["weights", "evaluate"]),
     ("train", ["train"]),
     ("tools", ["predict", "backends", "export", "explain", "experiments"]),
     ("cli", ["cli", "__main__", "__init__"]),
@@ -80,3 +80,68 @@ def test_export_and_predict_do_not_import_each_other():
         *(imported_modules(p) for p in (PACKAGE / "backends").glob("*.py")))
     assert not {m for m in export if top_name(m) == "predict"}
     assert not {m for m in predict if top_name(m) == "export"}
+
+
+def module_name(path: Path) -> str:
+    """``.../resnet/weights/named.py`` -> ``resnet.weights.named``; a package's ``__init__.py`` -> the package."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(("resnet", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at the top, inside functions or for type checking alike;
+    ``from .pkg import name`` points at ``pkg.name`` when that is a module, else at the package."""
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    above = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{above}.{node.module}" if node.module else above
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in paths and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """At least one cycle of every strongly connected group of modules (depth-first search), each as a path that
+    ends where it starts."""
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycles():
+    """No module imports, directly or through others, a module that imports it (imports inside functions count:
+    they hide a cycle, they do not break it)."""
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    graph = import_graph()
+    assert {"resnet.weights.adapt", "resnet.weights.card"} <= graph["resnet.weights.load"]
+    assert any("resnet.train.distributed" in edges for edges in graph.values())  # `from . import distributed`
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)

@@ -17,7 +17,7 @@ from resnet.data import open_split
 from resnet.errors import UserError
 from resnet.export import export_openvino, quantize_onnx, real_images
 from resnet.export.options import ExportOptions
-from resnet.modelcard import load_model_and_card
+from resnet.weights import load_model_and_card
 
 from .conftest import hide_modules, require_module, run_cli
 

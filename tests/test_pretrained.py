@@ -1,4 +1,4 @@
-"""Pretrained weights (resnet.pretrained), offline: named weights are placed where torchvision / timm / the HF hub
+"""Pretrained weights (resnet.weights), offline: named weights are placed where torchvision / timm / the HF hub
 keep them (a tmp TORCH_HOME and HF cache, random weights), then must give exactly torchvision's and timm's outputs;
 head and input-channel adaptation, init_from, and every bad input ending in one sentence with exit status 2."""
 
@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-import resnet
-from resnet import pretrained as pt
 from resnet.cli import main
 from resnet.errors import UserError
-from resnet.modelcard import load_model_and_card
 from resnet.models import create_model
+from resnet.weights import (adapt_input_conv, init_model, is_named, load_into, load_model_and_card, load_weights,
+                            parse_source, resolve_weights)
+from resnet.weights.named import TIMM_NAMES, Named, timm_cfg, timm_resnetv2_keys
 
 from .conftest import require_module
 
@@ -80,20 +80,20 @@ def photo(path, seed=0):
 
 
 def test_source_grammar():
-    P = pt.parse_source
-    assert P("torchvision") == pt.Named("torchvision")
-    assert P("torchvision:IMAGENET1K_V1") == pt.Named("torchvision", None, "IMAGENET1K_V1")
-    assert P("torchvision:resnet50") == pt.Named("torchvision", "resnet50")
-    assert P("torchvision:resnet50:IMAGENET1K_V2") == pt.Named("torchvision", "resnet50", "IMAGENET1K_V2")
-    assert P("timm:a1_in1k") == pt.Named("timm", None, "a1_in1k")
-    assert P("timm:resnet50d.ra2_in1k") == P("timm:resnet50d:ra2_in1k") == pt.Named("timm", "resnet50d", "ra2_in1k")
-    assert pt.is_named("timm") and pt.is_named("torchvision:resnet18") and not pt.is_named("runs/x/model.pth")
+    P = parse_source
+    assert P("torchvision") == Named("torchvision")
+    assert P("torchvision:IMAGENET1K_V1") == Named("torchvision", None, "IMAGENET1K_V1")
+    assert P("torchvision:resnet50") == Named("torchvision", "resnet50")
+    assert P("torchvision:resnet50:IMAGENET1K_V2") == Named("torchvision", "resnet50", "IMAGENET1K_V2")
+    assert P("timm:a1_in1k") == Named("timm", None, "a1_in1k")
+    assert P("timm:resnet50d.ra2_in1k") == P("timm:resnet50d:ra2_in1k") == Named("timm", "resnet50d", "ra2_in1k")
+    assert is_named("timm") and is_named("torchvision:resnet18") and not is_named("runs/x/model.pth")
     with pytest.raises(UserError, match="unknown model .resnet5.; did you mean .*resnet50"):
         P("torchvision:resnet5:IMAGENET1K_V1")
     with pytest.raises(UserError, match="does not name an architecture.*torchvision:ARCH"):
-        pt.load_weights("torchvision:IMAGENET1K_V1")
+        load_weights("torchvision:IMAGENET1K_V1")
     with pytest.raises(UserError, match="names resnet34 but the model is resnet18"):
-        pt.load_weights("torchvision:resnet34", "resnet18")
+        load_weights("torchvision:resnet34", "resnet18")
 
 
 def test_timm_builds_our_architectures_under_the_same_keys():
@@ -102,10 +102,10 @@ def test_timm_builds_our_architectures_under_the_same_keys():
     timm = require_module("timm")
     for ours in ("resnet18", "resnet50", "resnet50d", "resnext50_32x4d", "wide_resnet50_2", "preact_resnet18",
                  "preact_resnet50"):
-        theirs = pt.TIMM_NAMES[ours]
+        theirs = TIMM_NAMES[ours]
         with torch.device("meta"):
             own = {k: v.shape for k, v in create_model(ours).state_dict().items()}
-            ref = pt._timm_resnetv2_keys(timm.create_model(theirs).state_dict()) if ours.startswith("preact") \
+            ref = timm_resnetv2_keys(timm.create_model(theirs).state_dict()) if ours.startswith("preact") \
                 else timm.create_model(theirs).state_dict()
         ref = {k: v.shape for k, v in ref.items() if not k.endswith("num_batches_tracked")}
         own = {k: v for k, v in own.items() if not k.endswith("num_batches_tracked")}
@@ -114,11 +114,32 @@ def test_timm_builds_our_architectures_under_the_same_keys():
 
 def test_adapt_input_conv():
     w = torch.randn(8, 3, 7, 7)
-    assert torch.allclose(pt.adapt_input_conv(w, 1), w.sum(1, keepdim=True))
-    w5 = pt.adapt_input_conv(w, 5)
+    assert torch.allclose(adapt_input_conv(w, 1), w.sum(1, keepdim=True))
+    w5 = adapt_input_conv(w, 5)
     assert w5.shape == (8, 5, 7, 7)
     assert torch.allclose(w5[:, :3], w * 3 / 5) and torch.allclose(w5[:, 3:], w[:, :2] * 3 / 5)
-    assert pt.adapt_input_conv(w, 3) is w
+    assert adapt_input_conv(w, 3) is w
+
+
+def test_one_loader_keeps_or_replaces_the_head_and_adapts_only_when_asked():
+    """load_into, behind training, init_from, resume, eval, predict and export: a mismatch is one wording."""
+    state = create_model("resnet20", num_classes=10).state_dict()
+    assert load_into(create_model("resnet20"), state, "w.pth") == "w.pth (10 classes)"
+    assert load_into(create_model("resnet20", num_classes=7), state, "w.pth", head="auto") == \
+        "w.pth (10 classes) -> new 7-class head"
+    with pytest.raises(UserError, match=r"^w.pth has 10 classes but the model has 7; fine-tune with a new head"):
+        load_into(create_model("resnet20", num_classes=7), state, "w.pth")
+    with pytest.raises(UserError, match=r"^w.pth expects 3 input channels but the model has 1; set model.kwargs"):
+        load_into(create_model("resnet20", in_chans=1), state, "w.pth")
+    assert load_into(create_model("resnet20", in_chans=1), state, "w.pth", adapt_input=True) == \
+        "w.pth (10 classes), first conv summed from 3 to 1 input channel"
+    wide = {**state, "layer2.0.conv1.weight": torch.zeros(64, 16, 3, 3)}
+    with pytest.raises(UserError, match=r"^w.pth holds weights of another architecture: its key 'layer2.0.conv1."
+                                        r"weight' has shape \(64, 16, 3, 3\) where resnet20 has \(32, 16, 3, 3\);"):
+        load_into(create_model("resnet20"), wide, "w.pth", arch="resnet20")
+    with pytest.raises(UserError, match=r"^w.pth holds weights of another architecture: the model's key "
+                                        r"'layer1.3.conv1.weight' is missing from it \(\d+ missing\); pick the model"):
+        load_into(create_model("resnet32"), state, "w.pth")
 
 
 # ------------------------------------------------------------------------------------------ torchvision, offline
@@ -135,7 +156,7 @@ def test_torchvision_weights_from_the_hub_cache_give_torchvisions_outputs(hub):
     assert card.classes[:2] == ["tench", "goldfish"] and len(card.classes) == 1000
     assert (card.resize, card.crop, card.input_size) == (256, 224, [3, 224, 224])
     assert card.mean == pytest.approx([0.485, 0.456, 0.406]) and card.architecture == "resnet18"
-    assert resnet.runs.resolve_weights("torchvision:resnet18") == hub / TV18_FILE
+    assert resolve_weights("torchvision:resnet18") == hub / TV18_FILE
 
 
 def test_predict_and_export_accept_named_weights(hub, tmp_path, capsys):
@@ -164,7 +185,7 @@ def test_predict_and_export_accept_named_weights(hub, tmp_path, capsys):
 def test_new_head_and_one_channel_input(hub):
     model = create_model("resnet18", num_classes=10, in_chans=1)
     fc_before = model.fc.weight.clone()
-    note = pt.init_model(model, "resnet18", pretrained="torchvision")
+    note = init_model(model, "resnet18", pretrained="torchvision")
     assert note == ("pretrained: torchvision IMAGENET1K_V1 (1000 classes) -> new 10-class head, first conv summed "
                     "from 3 to 1 input channel")
     state = torch.load(hub / TV18_FILE, weights_only=True)
@@ -172,7 +193,7 @@ def test_new_head_and_one_channel_input(hub):
     assert torch.equal(model.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
     assert torch.equal(model.fc.weight, fc_before)  # the model's own fresh head
     same = create_model("resnet18")
-    pt.init_model(same, "resnet18", pretrained="torchvision", reset_head=True)  # a new head even at 1000 classes
+    init_model(same, "resnet18", pretrained="torchvision", reset_head=True)  # a new head even at 1000 classes
     assert not torch.equal(same.fc.weight, state["fc.weight"])
 
 
@@ -185,11 +206,12 @@ def test_train_with_pretrained_loads_before_writing_and_says_so_in_the_banner(hu
                              "iterations": 1, "data.train_limit": 64, "data.test_limit": 32, "data.val_split": 0})
     said: list[str] = []
     trainer = Trainer(cfg, log=said.append)
-    trainer._banner()
-    assert said[-1] == ("pretrained: torchvision IMAGENET1K_V1 (1000 classes) -> new 10-class head, first conv summed "
-                        "from 3 to 1 input channel")
     state = torch.load(hub / TV18_FILE, weights_only=True)
     assert torch.allclose(trainer.model.conv1.weight.cpu(), state["conv1.weight"].sum(1, keepdim=True))
+    trainer.run()
+    banner = said[0].splitlines()
+    assert banner[-1] == ("pretrained: torchvision IMAGENET1K_V1 (1000 classes) -> new 10-class head, first conv "
+                          "summed from 3 to 1 input channel")
     assert "pretrained: torchvision" in (out / "config.yaml").read_text()
 
 
@@ -238,12 +260,12 @@ def test_init_from_is_a_local_source_whose_head_is_kept_unless_reset(tmp_path):
     save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
     model = create_model("resnet20", num_classes=7)
     with pytest.raises(UserError, match=r"has 10 classes but the model has 7; .*reset_head=true"):
-        pt.init_model(model, "resnet20", init_from=str(tmp_path / "w.safetensors"))
-    note = pt.init_model(model, "resnet20", init_from=str(tmp_path / "w.safetensors"), reset_head=True)
+        init_model(model, "resnet20", init_from=str(tmp_path / "w.safetensors"))
+    note = init_model(model, "resnet20", init_from=str(tmp_path / "w.safetensors"), reset_head=True)
     assert note == f"init_from: {tmp_path / 'w.safetensors'} (10 classes) -> new 7-class head"
     assert torch.equal(model.layer3[2].conv2.weight, source.layer3[2].conv2.weight)
     with pytest.raises(UserError, match="not both"):
-        pt.init_model(model, "resnet20", pretrained="torchvision", init_from="x.pt")
+        init_model(model, "resnet20", pretrained="torchvision", init_from="x.pt")
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
@@ -308,7 +330,7 @@ def test_no_network_and_no_cache_names_the_url_and_the_cache_path(hub, tmp_path,
     assert f"save it as {hub / 'resnet34-b627a593.pth'}, or start from a local file instead" in err
     assert not out.exists() and not (hub / "resnet34-b627a593.pth").exists()
     require_module("timm")
-    cfg = pt._timm_cfg("resnet50d", None)[1]
+    cfg = timm_cfg("resnet50d", None)[1]
     start = time.monotonic()
     err = fails(capsys, "predict", "timm:resnet50d", image)  # no retries against the hub: fails at once
     assert time.monotonic() - start < 15 and "no network" in err

@@ -24,8 +24,8 @@ from .config import TTAMode
 from .data import FileLoader, MemoryLoader, SeededImageDataset, eval_transform, is_memory, open_split
 from .device import autocast, resolve_device, resolve_precision
 from .errors import UserError
-from .modelcard import ModelCard, load_model_and_card
 from .runs import run_dir_of
+from .weights import ModelCard, load_model_and_card
 
 TTA_MODES: tuple[str, ...] = typing.get_args(TTAMode)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .backends import image_batches, image_files
 from .errors import UserError
-from .modelcard import ModelCard
+from .weights import ModelCard
 
 EXPLAIN_HINT = "pip install 'resnet[explain]'"
 COLORMAP = "turbo"

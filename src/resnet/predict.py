@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import Backend, image_batches, image_files
-from .modelcard import ModelCard
+from .weights import ModelCard
 
 
 def predict_files(backend: Backend, card: ModelCard, paths: list[str | Path], topk: int = 5,

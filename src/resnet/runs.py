@@ -1,12 +1,14 @@
-"""One resolver for "a run directory, a checkpoint, or a model file", used by every command.
+"""The layout of a run directory, as path logic: which run a file belongs to, its step checkpoints (the newest one
+that loads), what ``--resume`` points at, and the config the run was started with.
 
-A run directory (see README) holds ``config.yaml``, ``checkpoints/step-N.pt`` + ``last.pt`` (+ ``best.pt``),
-``model.safetensors`` + ``model.json`` and any exports (``model.onnx``, ...). Commands accept the directory or one
-file in it; this module turns either into the file a command needs, or one sentence saying what to give instead.
+A run directory holds ``config.yaml`` (as the user asked), ``run.json`` (what the run decided),
+``checkpoints/step-N.pt`` + ``last.pt`` (+ ``best.pt``), ``model.safetensors`` + ``model.json`` and any exports
+(``model.onnx``, ...). Which weights file a command reads is :mod:`resnet.weights`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import yaml
 from .errors import UserError
 from .io import load_checkpoint
 
+RUN_FILE = "run.json"  # what the run decided (resnet.train.run_state)
 STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 RESUME_HINT = "give a run directory, a checkpoint (.pt) of one, or auto with --out DIR"
 
@@ -25,43 +28,6 @@ def run_dir_of(source: str | Path) -> Path:
     if path.is_dir():
         return path
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
-
-
-def resolve_weights(source: str | Path) -> Path:
-    """A run directory -> its model.safetensors (or, before training finished, checkpoints/last.pt); files as given;
-    named pretrained weights (``torchvision:resnet50``) -> their file in the download cache (resnet.pretrained)."""
-    from .pretrained import is_named, named_weights_file  # same layer; pretrained imports this module
-
-    if is_named(source):
-        return named_weights_file(str(source))
-    path = Path(source)
-    if path.is_dir():
-        for candidate in (path / "model.safetensors", path / "checkpoints" / "last.pt"):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"{path} holds no model.safetensors or checkpoints/last.pt; give a run directory of "
-                        f"`resnet train` or a weights file")
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; give a run directory, a checkpoint (.pt) or weights (.safetensors)")
-    return path
-
-
-def resolve_export(source: str | Path, suffix: str, fmt: str) -> Path:
-    """A run directory -> its exported ``model<suffix>``; a ``*<suffix>`` file as given; else one sentence saying how
-    to export it."""
-    path = Path(source)
-    if path.is_dir():
-        candidate = path / f"model{suffix}"
-        if candidate.is_file():
-            return candidate
-        raise UserError(f"{path} holds no exported model{suffix}; create it with `resnet export {path} --format {fmt}`")
-    if not path.exists():
-        raise UserError(f"{path} does not exist; give an exported {suffix} file or a run directory holding "
-                        f"model{suffix}")
-    if not path.name.endswith(suffix):
-        raise UserError(f"this backend runs an exported {suffix} model, not {path.name}; create one with "
-                        f"`resnet export {path} --format {fmt}`")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------- checkpoints
@@ -112,7 +78,7 @@ def resume_checkpoint(resume: str | Path, out: str | None) -> Path | None:
     return latest_valid_checkpoint(run_dir)
 
 
-def saved_config(resume: str | Path, out: str | None) -> dict:
+def saved_config_file(resume: str | Path, out: str | None) -> dict:
     """The resolved config (a plain dict) of the run that ``--resume`` points at: its config.yaml, else the
     checkpoint's copy."""
     run_dir = resume_run_dir(resume, out)
@@ -128,3 +94,15 @@ def saved_config(resume: str | Path, out: str | None) -> dict:
     if str(resume) != "auto" and Path(resume).is_file():
         return load_checkpoint(resume)["config"]
     raise UserError(f"{run_dir} has no config.yaml; give the checkpoint file itself to --resume")
+
+
+def saved_changes(run_dir: Path) -> dict:
+    """The config changes (dotted key -> value) that earlier resumes of a run asked for, from its run.json."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        changes = json.loads(path.read_text()).get("changes", {})
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{path} is damaged; give the checkpoint file itself to --resume") from None
+    return changes if isinstance(changes, dict) else {}

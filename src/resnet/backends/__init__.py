@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..modelcard import ModelCard, load_model_and_card
+from ..weights import ModelCard, load_model_and_card
 from .base import Backend, fixed_batch_runner, image_batches, image_files, preprocess, torch_backend
 from .choice import SUFFIX_BACKEND, Choice, choose_backend
 from .onnx_runtime import (CARD_KEY, QUANTIZATION_KEY, card_from_onnx, import_onnx, onnx_metadata, onnx_session,

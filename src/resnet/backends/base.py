@@ -11,7 +11,7 @@ import torch
 from ..data import eval_transform
 from ..errors import UserError
 from ..images import BadImageError, find_images, open_image
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 
 Backend = Callable[[torch.Tensor], torch.Tensor]  # normalised batch (N, C, H, W) -> logits (N, K)
 

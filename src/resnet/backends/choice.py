@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..device import cpu_has_native_bf16, cpu_has_vnni
-from ..runs import resolve_export
+from ..weights import resolve_export
 from .onnx_runtime import QUANTIZATION_KEY, onnx_metadata
 from .openvino_runtime import QUANTIZATION_RT_INFO, read_openvino
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import first_line
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 from .base import Backend, fixed_batch_runner, import_runtime
 
 CARD_KEY = "resnet.card"  # ONNX metadata_props key holding the full ModelCard JSON

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..device import cpu_has_native_bf16
 from ..errors import UserError
 from ..io import clip
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 from .base import Backend, fixed_batch_runner, import_runtime
 
 CARD_RT_INFO = ["resnet", "card"]  # rt_info path of the full ModelCard JSON in an exported IR

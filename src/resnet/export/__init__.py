@@ -9,8 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import write_json
-from ..modelcard import load_model_and_card
-from ..runs import resolve_weights
+from ..weights import load_model_and_card, resolve_weights
 from .fold import conv_bn_pairs, fold_batchnorm
 from .onnx import batchnorm_after_conv, card_metadata, export_onnx
 from .openvino import export_openvino, quantize_openvino

@@ -14,7 +14,7 @@ from torch import nn
 from ..backends import CARD_KEY, import_onnx
 from ..errors import UserError
 from ..io import atomic_replace
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 from .fold import fold_batchnorm
 from .options import ExportOptions
 

@@ -16,7 +16,7 @@ from torch import nn
 from ..backends import CARD_KEY, CARD_RT_INFO, QUANTIZATION_RT_INFO, import_openvino, read_openvino
 from ..errors import UserError
 from ..io import fsync_dir
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 from .fold import fold_batchnorm
 from .onnx import card_metadata
 from .options import ExportOptions

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 
 
 def parse_batch(batch: str | int) -> str | int:

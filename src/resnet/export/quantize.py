@@ -25,7 +25,7 @@ from ..backends.onnx_runtime import QUANTIZATION_KEY, import_onnx, onnx_session
 from ..device import cpu_has_vnni
 from ..errors import UserError
 from ..io import atomic_replace
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 from .onnx import card_metadata, set_metadata
 from .verify import Verification, batches
 

@@ -16,7 +16,7 @@ from ..data import is_memory, open_split
 from ..data.files import list_samples
 from ..errors import UserError
 from ..images import find_images
-from ..modelcard import ModelCard
+from ..weights import ModelCard
 
 
 def in_memory(card: ModelCard, folder: str | Path | None = None) -> bool:

@@ -15,8 +15,8 @@ from torch import nn
 from ..backends import Backend, onnxruntime_backend, openvino_backend
 from ..errors import UserError
 from ..io import atomic_replace
-from ..modelcard import ModelCard, save_model
-from ..runs import resolve_weights, run_dir_of
+from ..runs import run_dir_of
+from ..weights import ModelCard, resolve_weights, save_model
 from .fold import fold_batchnorm
 from .onnx import export_onnx
 from .openvino import export_openvino, ir_files, quantize_openvino
