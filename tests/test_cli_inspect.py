@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -43,3 +44,48 @@ def test_unknown_model_is_one_sentence_and_status_2():
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert "resnet50" in proc.stderr
+
+
+def test_help_lists_every_command_and_loads_none():
+    """`resnet --help` needs only the table of commands: no command's module is imported."""
+    code = ("import sys; from resnet.cli import COMMANDS, main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
+            "print(sorted(m for m in sys.modules if m.startswith('resnet.cli.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "500"})  # one line per command
+    assert proc.returncode == 0, proc.stderr
+    *help_lines, loaded = proc.stdout.splitlines()
+    assert loaded == "[]"
+    from resnet.cli import COMMANDS
+
+    text = " ".join(" ".join(help_lines).split())
+    for name, line in COMMANDS.items():
+        assert f"{name} {line}" in text, name
+
+
+def test_a_command_imports_its_own_module_only():
+    code = ("import sys; from resnet.cli import main; main(['recipes'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('resnet.cli.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "degradation-fashion-mnist" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "['resnet.cli.recipes']"
+
+
+def test_every_command_has_its_options_in_its_help(capsys):
+    """Each command module gives its parser (arguments with their help) and its handler; --help exits 0."""
+    import pytest
+
+    from resnet.cli import COMMANDS, main
+
+    expected = {"train": ["--budget DURATION", "--resume PATH|auto", "fashion-mnist"], "eval": ["--tta {"],
+                "predict": ["--backend {auto,"], "export": ["onnx |"], "degradation": ["--profile {default,"],
+                "explain": ["Needs captum"], "summary": ["--input-size C H W"]}
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: resnet {name}")
+        for fragment in expected.get(name, []):
+            assert fragment in text, (name, fragment)

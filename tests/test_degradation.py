@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from resnet.config import RECIPE_DIR, load_config, to_dict
-from resnet.experiments.degradation import PROFILES, aggregate, plan
+from resnet.experiments.analysis import CellResult, aggregate
 from resnet.experiments.gradients import conv_grad_norms, first_last_ratio, stage_of
+from resnet.experiments.grid import plan
 from resnet.experiments.planning import cell_seconds
+from resnet.experiments.profiles import PROFILES
 from resnet.experiments.responses import layer_response_std, layers_3x3
 from resnet.experiments.verdicts import margin_verdict, order_verdict, response_verdicts, verdicts
 from resnet.models import create_model
@@ -95,7 +97,8 @@ def test_response_verdicts_on_known_numbers():
 
 def test_aggregate_mean_and_std_over_seeds():
     def run(net, seed, train_error, test_error):
-        return {**row(net, train_error), "seed": seed, "test_error": test_error}
+        kind, depth = net.rstrip("0123456789"), int(net.lstrip("plainresnet"))
+        return CellResult(net, kind, depth, seed, run_dir="", test_error=test_error, train_error=train_error)
 
     summaries = [run("resnet20", 0, 10.0, 11.0), run("plain20", 0, 10.0, 20.0), run("plain20", 1, 12.0, 22.0),
                  run("plain20", 2, 14.0, 27.0), run("plain56", 0, 30.0, 31.0), run("resnet56", 0, 8.0, 9.0)]
@@ -182,12 +185,10 @@ def test_first_last_ratio_by_stage():
 
 
 def test_planned_cell_seconds():
-    class Spec:
-        cfg = load_config("degradation-fashion-mnist", {"iterations": 100, "eval_every": 2, "batch_size": 50})
-
+    cfg = load_config("degradation-fashion-mnist", {"iterations": 100, "eval_every": 2, "batch_size": 50})
     # 100 steps of 1 s; 500 training images = 10 steps per epoch, 10 epochs, evaluated every 2 (5 times) plus the
     # final test and the two analysis passes: 8 passes over 1,000 test images in 20 batches of 0.1 s.
-    assert cell_seconds(Spec, train_size=500, test_size=1000, train_s=1.0, eval_s=0.1) == pytest.approx(100 + 16)
+    assert cell_seconds(cfg, train_size=500, test_size=1000, train_s=1.0, eval_s=0.1) == pytest.approx(100 + 16)
 
 
 # ------------------------------------------------------------------------------------------- profiles as recipes
@@ -204,11 +205,11 @@ def test_profile_cells_are_their_recipe_with_net_seed_and_out_only(tmp_path):
     text = (RECIPE_DIR / "degradation-fashion-mnist.yaml").read_text()
     assert text.startswith("# ") and len(text.splitlines()[0]) > 20  # the title `resnet recipes` shows
     specs = plan("default", tmp_path)
-    assert [(s.name, s.seed) for s in specs][:4] == [("plain20", 0), ("plain20", 1), ("plain20", 2), ("resnet20", 0)]
+    assert [(s.net, s.seed) for s in specs][:4] == [("plain20", 0), ("plain20", 1), ("plain20", 2), ("resnet20", 0)]
     assert len(specs) == 24
     for spec in specs:
         alone = load_config(PROFILES["default"].recipe,
-                            {"model.name": spec.name, "seed": spec.seed, "out": str(spec.run_dir)})
+                            {"model.name": spec.net, "seed": spec.seed, "out": str(spec.run_dir)})
         assert to_dict(spec.cfg) == to_dict(alone)
     cfg = specs[0].cfg
     assert cfg.snapshot_epochs == [0, 1] and cfg.schedule.warmup_iters > 0 and cfg.data.flip is True
@@ -216,7 +217,7 @@ def test_profile_cells_are_their_recipe_with_net_seed_and_out_only(tmp_path):
 
 
 def test_paper_profile_uses_the_paper_recipe_of_each_depth(tmp_path):
-    specs = {s.name: s.cfg for s in plan("paper", tmp_path, depths=[20, 110])}
+    specs = {s.net: s.cfg for s in plan("paper", tmp_path, depths=[20, 110])}
     assert specs["plain20"].recipe == "cifar10-resnet20-paper" and specs["plain20"].schedule.warmup_iters == 0
     assert specs["plain110"].recipe == specs["resnet110"].recipe == "cifar10-resnet110-paper"
     assert specs["plain110"].schedule.warmup_iters == 400  # the paper's ResNet-110 warm-up, for plain-110 too
@@ -235,7 +236,7 @@ def recomputed_train_error(run_dir: Path, n: int) -> float:
     from resnet.data import MemoryLoader, open_split
     from resnet.device import resolve_device, resolve_precision
     from resnet.evaluate import evaluate
-    from resnet.modelcard import load_model_and_card
+    from resnet.weights import load_model_and_card
 
     precision = yaml.safe_load((run_dir / "config.yaml").read_text())["precision"]
     assert precision == "fp32"
@@ -306,7 +307,7 @@ def test_tiny_study_numbers_figures_tables_and_reruns(tmp_path, capsys):
     responses = results["responses"]
     assert [len(responses[n]["std"]) for n in NETS] == [19, 55, 19, 55]
     from resnet.data import MemoryLoader, open_split
-    from resnet.modelcard import load_model_and_card
+    from resnet.weights import load_model_and_card
 
     model, card = load_model_and_card(out / "resnet20-seed0", torch.device("cpu"))
     test = MemoryLoader(open_split("fashion-mnist", "test", limit=200), 64, device=torch.device("cpu"),

@@ -5,7 +5,6 @@ them (cost grows linearly with depth in the 6n+2 family)."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,11 +12,9 @@ from ..config import Config
 from ..data import open_split
 from ..device import autocast, resolve_device, resolve_precision
 from ..models import create_model
-from ..train.budget import time_training_steps
 from ..train.log import format_duration
-
-if TYPE_CHECKING:
-    from .degradation import RunSpec
+from ..train.timing import time_training_steps
+from .grid import NetCell
 
 TIMED_STEPS = 3  # calls timed after one untimed warm-up call
 
@@ -52,28 +49,27 @@ def step_seconds(cfg: Config, channels: int, size: int, classes: int) -> tuple[f
     return train_s, time_training_steps(eval_step, batches, device)
 
 
-def cell_seconds(spec: RunSpec, train_size: int, test_size: int, train_s: float, eval_s: float) -> float:
-    """Planned seconds of one cell: its training steps, its evaluations (every ``eval_every`` epochs and the final
-    test) and the study's analysis (training error and responses: one more pass each)."""
-    cfg = spec.cfg
+def cell_seconds(cfg: Config, train_size: int, test_size: int, train_s: float, eval_s: float) -> float:
+    """Planned seconds of one cell of config ``cfg``: its training steps, its evaluations (every ``eval_every``
+    epochs and the final test) and the study's analysis (training error and responses: one more pass each)."""
     steps_per_epoch = math.ceil(train_size / cfg.batch_size)
     steps = cfg.iterations or (cfg.epochs or 0) * steps_per_epoch
     evaluations = steps // steps_per_epoch // cfg.eval_every + 3
     return steps * train_s + evaluations * math.ceil(test_size / cfg.batch_size) * eval_s
 
 
-def describe_plan(specs: list[RunSpec]) -> str:
+def describe_plan(cells: list[NetCell]) -> str:
     """One line: how many cells are left and about how long they will take here, with the measured step times."""
-    todo = [s for s in specs if not (s.run_dir / "results.json").is_file()]
+    todo = [c for c in cells if not c.done]
     if not todo:
-        return f"planned: all {len(specs)} cells are finished; analysing and drawing only"
+        return f"planned: all {len(cells)} cells are finished; analysing and drawing only"
     cfg = todo[0].cfg
     train = open_split(cfg.data.name, "train", cfg.data.root, limit=cfg.data.train_limit)
     test_size = min(len(open_split(cfg.data.name, "test", cfg.data.root)), cfg.data.test_limit or 10 ** 9)
     train_size = len(train) - cfg.data.val_split
     channels, size = train.images.shape[1], train.images.shape[-1]
-    depths = sorted({s.depth for s in todo})
-    timed = {d: step_seconds(next(s.cfg for s in todo if s.depth == d), channels, size, len(train.classes))
+    depths = sorted({c.depth for c in todo})
+    timed = {d: step_seconds(next(c.cfg for c in todo if c.depth == d), channels, size, len(train.classes))
              for d in {depths[0], depths[-1]}}
 
     def at(depth: int) -> tuple[float, float]:  # linear in depth between the two timed nets
@@ -81,8 +77,8 @@ def describe_plan(specs: list[RunSpec]) -> str:
         w = 0.0 if d1 == d0 else (depth - d0) / (d1 - d0)
         return t0 + w * (t1 - t0), e0 + w * (e1 - e0)
 
-    seconds = sum(cell_seconds(s, train_size, test_size, *at(s.depth)) for s in todo)
+    seconds = sum(cell_seconds(c.cfg, train_size, test_size, *at(c.depth)) for c in todo)
     measured = ", ".join(f"depth {d}: {timed[d][0]:.3f} s" for d in sorted(timed))
-    left = f"{len(todo)} of {len(specs)} cells left" if len(todo) < len(specs) else f"{len(specs)} cells"
+    left = f"{len(todo)} of {len(cells)} cells left" if len(todo) < len(cells) else f"{len(cells)} cells"
     return (f"planned: {left}, about {format_duration(seconds)} on this machine (one training step of "
             f"{cfg.batch_size} measured now, {measured})")

@@ -17,15 +17,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def net_table(summaries: list[dict]) -> list[dict]:
-    """One row per net: mean ± std of the training and test error over its seeds; plain nets first, by depth."""
+def net_table(cells: list) -> list[dict]:
+    """One row per net: mean ± std of the training and test error of its cells (:class:`.analysis.CellResult`,
+    one per seed); plain nets first, by depth."""
     nets: dict[str, dict] = {}
-    for s in summaries:
-        net = nets.setdefault(s["net"], {"net": s["net"], "kind": s["kind"], "depth": s["depth"], "runs": []})
-        net["runs"].append(s)
+    for c in cells:
+        net = nets.setdefault(c.net, {"net": c.net, "kind": c.kind, "depth": c.depth, "runs": []})
+        net["runs"].append(c)
     for net in nets.values():
         for key in ("train_error", "test_error"):
-            net[key], net[f"{key}_std"] = mean_std([r[key] for r in net["runs"]])
+            net[key], net[f"{key}_std"] = mean_std([getattr(r, key) for r in net["runs"]])
         net["seeds"] = len(net["runs"])
         del net["runs"]
     return sorted(nets.values(), key=lambda n: (n["kind"] != "plain", n["depth"]))
