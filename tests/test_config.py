@@ -126,3 +126,24 @@ def test_a_run_length_asked_for_replaces_the_recipes(tmp_path):
     assert (long.budget, long.iterations) == ("1h", None)
     with pytest.raises(UserError, match="either budget or iterations"):
         load_config(None, {"budget": "10m", "iterations": 100})
+
+
+def test_a_validated_config_is_frozen():
+    """What the user asked for is never written to: the run's decisions live in its run state (run.json)."""
+    import dataclasses
+
+    cfg = load_config()
+    for obj, key in ((cfg, "epochs"), (cfg, "out"), (cfg.optim, "lr"), (cfg.data, "image_size"),
+                     (cfg.schedule, "name"), (cfg.model, "name"), (cfg.finetune, "backbone_lr")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, key, None)
+
+
+def test_changes_name_the_dotted_keys_that_differ():
+    from resnet.config import changes
+
+    first = to_dict(load_config())
+    now = to_dict(load_config(None, {"iterations": 300, "optim.lr": 0.05}, ["model.kwargs.shortcut=B"]))
+    assert changes(first, now) == {"iterations": 300, "budget": None, "optim.lr": 0.05,
+                                   "model.kwargs": {"shortcut": "B"}}
+    assert changes(first, first) == {}

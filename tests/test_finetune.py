@@ -5,6 +5,7 @@ measures what it gives)."""
 
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 import torch
@@ -227,8 +228,8 @@ def test_default_recipe_on_an_image_folder_drops_the_fashion_mnist_fields(tmp_pa
     write_fashion_folder(tmp_path / "f", "train", open_split("fashion-mnist", "test"), range(2), 8)
     cfg = load_config(None, {"model.name": "resnet18", "data.name": f"imagefolder:{tmp_path / 'f'}"})
     assert cfg.data.val_split == 0 and cfg.data.train_limit is None and cfg.model.kwargs == {"in_chans": 1}
-    cfg.data.crop_padding, cfg.data.flip, cfg.data.image_size, cfg.data.eval_resize = 0, False, 28, 28
-    data = build_data(cfg.data, 4, 0, torch.device("cpu"), in_chans=1, **QUIET)
+    data_cfg = dataclasses.replace(cfg.data, crop_padding=0, flip=False, image_size=28, eval_resize=28)
+    data = build_data(data_cfg, 4, 0, torch.device("cpu"), in_chans=1, **QUIET)
     images, labels = next(iter(data.train.epoch(0)))
     pixels = images * torch.tensor(data.std).view(1, -1, 1, 1) + torch.tensor(data.mean).view(1, -1, 1, 1)
     assert data.train.size == 16 - 2 and pixels.shape == (4, 1, 28, 28)  # 10% held out: no val/ folder

@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet.config import load_config
+from resnet.config import load_config, to_dict
 from resnet.data import FileLoader, MemoryLoader, build_data, open_split
 from resnet.data.folder_stats import inspect_folder
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
 from resnet.train import train
-from resnet.train.budget import PROBE_SHARE, time_evaluation, time_training_steps
+from resnet.train.budget import PROBE_SHARE
+from resnet.train.timing import time_evaluation, time_training_steps
 
 QUIET = dict(log=lambda *a, **k: None)
 
@@ -163,11 +164,13 @@ def test_a_budget_shorter_than_an_epoch_trains_the_steps_that_fit(tmp_path):
     out = tmp_path / "run"
     cfg = load_config(None, {"out": str(out), "data.train_limit": 30000, "data.test_limit": 500, "batch_size": 64,
                              "budget": "20s"}, ["threads=1", "test_tta=none", "log_every=5", "eval_every=1"])
+    asked = to_dict(cfg)
     result = train(cfg, **QUIET)
+    assert to_dict(cfg) == asked  # the run's decisions (its plan, its directory) live in run.json, not the config
     steps_per_epoch = 30000 // 64
     assert 5 <= result.results["steps"] < steps_per_epoch
     last = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert last["step"] == result.results["steps"]
+    assert last["run"]["step"] == result.results["steps"]
     assert last["scheduler"]["position"] == pytest.approx(last["scheduler"]["length"])  # the schedule has ended
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -85,7 +86,7 @@ def test_signal_checkpoints_and_exits(tmp_path, sig, code, uninterrupted):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
     assert "resnet train --resume auto --out" in stderr and "Traceback" not in stderr
-    stopped_at = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    stopped_at = load_checkpoint(out / "checkpoints" / "last.pt")["run"]["step"]
     assert 6 <= stopped_at < 32
     resumed = run([sys.executable, "-m", "resnet", "train", "--resume", "auto", "--out", str(out)])
     assert resumed.returncode == 0, resumed.stderr
@@ -107,7 +108,7 @@ def test_nonfinite_loss_stops_and_names_the_last_good_checkpoint(tmp_path):
     last_good = step_checkpoints(out / "checkpoints")[-1]
     assert str(last_good) in message and f"init_from={last_good}" in message
     ckpt = load_checkpoint(last_good)
-    assert ckpt["step"] == bad_step - 1
+    assert ckpt["run"]["step"] == bad_step - 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (out / "model.safetensors").exists()
 
@@ -151,5 +152,23 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="No space left on device.*previous checkpoint is intact"):
         train(cfg, log=lambda *a, **k: None)
     ckpt_dir = tmp_path / "run" / "checkpoints"
-    assert load_checkpoint(ckpt_dir / "last.pt")["step"] == 4
+    assert load_checkpoint(ckpt_dir / "last.pt")["run"]["step"] == 4
     assert not [p for p in os.listdir(ckpt_dir) if ".tmp" in p]
+
+
+def test_a_resume_that_extends_the_run_keeps_config_yaml_and_records_the_change(tmp_path):
+    """config.yaml stays what the user first asked for; a resume's own overrides go to run.json, and a later resume
+    without them still follows them (the run does not shrink back to its first length)."""
+    out = tmp_path / "run"
+    first = run([*train_cmd(out), "--iterations", "8", "--set", "data.test_limit=200"])
+    assert first.returncode == 0, first.stderr
+    asked = (out / "config.yaml").read_bytes()
+    longer = run([sys.executable, "-m", "resnet", "train", "--resume", "auto", "--out", str(out), "--iterations", "12"])
+    assert longer.returncode == 0, longer.stderr
+    assert "resumed from" in longer.stdout and "at step 8" in longer.stdout
+    assert (out / "config.yaml").read_bytes() == asked
+    state = json.loads((out / "run.json").read_text())
+    assert state["changes"] == {"iterations": 12} and state["step"] == state["total_steps"] == 12
+    again = run([sys.executable, "-m", "resnet", "train", "--resume", "auto", "--out", str(out)])
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "results.json").read_text())["steps"] == 12

@@ -29,7 +29,11 @@ def test_short_run_learns_and_writes_a_complete_run_directory(trained_run):
     steps = read_jsonl(run / "steps.jsonl")
     assert [s["step"] for s in steps][:3] == [20, 40, 60]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["model"]["name"] == "resnet14" and cfg["epochs"] == 3
+    assert cfg["model"]["name"] == "resnet14" and cfg["epochs"] == 3 and cfg["out"] == str(run)
+    state = json.loads((run / "run.json").read_text())  # what the run decided, apart from what was asked
+    assert state["run_dir"] == str(run) and state["device"] == "cpu" and state["precision"] in ("bf16", "fp32")
+    assert state["lr"] == 0.1 * 64 / cfg["optim"]["lr_batch_size"] and state["global_batch"] == 64
+    assert state["total_steps"] == state["step"] == 3 * state["steps_per_epoch"] and state["epochs"] == 3
     results = json.loads((run / "results.json").read_text())
     assert results["test_count"] == 10_000 and results["test_seconds"] > 0
     per_class = results["per_class"]  # the final test's per-class accuracy, as `resnet eval` reports it

@@ -25,13 +25,14 @@ from .errors import UserError
 from .folder_defaults import choose, eval_resize_for, weights_architecture
 from .io import write_text
 from .models import model_info
+from .runs import resume_run_dir, saved_changes, saved_config_file
 
 RECIPE_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_RECIPE = "fashion-mnist-resnet14"
 FOLDER_FINETUNE_RECIPE = "finetune-imagefolder"  # the base of `--data imagefolder:PATH --pretrained W` with no --config
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = "resnet20"
     kwargs: dict = field(default_factory=dict)  # passed to create_model: shortcut, zero_init_residual, ...
@@ -43,7 +44,7 @@ WarmupMode = Literal["linear", "constant"]
 TTAMode = Literal["none", "flip", "flip-translate", "10crop"]  # views: resnet.evaluate.tta_views
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     name: OptimizerName = "sgd"
     lr: float = 0.1  # peak learning rate at lr_batch_size; scaled linearly with the global batch
@@ -54,7 +55,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScheduleConfig:
     name: ScheduleName = "step"
     milestones: list[float] = field(default_factory=list)  # step: epochs at which lr is multiplied by gamma
@@ -68,26 +69,11 @@ class ScheduleConfig:
     warmup_factor: float = 0.1
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinetuneConfig:
     freeze_stages: int = 0  # 0: train everything; K: the stem and the first K stages keep their weights (BN in eval mode); -1: the whole backbone (only the head trains)
     backbone_lr: float = 1.0  # lr multiplier of the pretrained layers against the new head (e.g. 0.1)
     head_warmup_epochs: float = 0.0  # train the new head alone this long before the backbone joins
-
-
-@dataclass
-class BudgetPlan:
-    """What a ``budget`` run decided before its first step (written to config.yaml, so a resumed run follows it)."""
-
-    steps: int  # the run's last step (re-fitted early to the run's own speed, then lowered if the machine slows down)
-    schedule_steps: int  # the length the learning-rate schedule was built for (the first plan's steps)
-    step_seconds: float  # measured seconds per training step
-    eval_seconds: float  # measured seconds per evaluation pass
-    test_seconds: float  # measured seconds of the final test (with its test-time augmentation)
-    startup_seconds: float  # seconds from the start to the plan: data, model, timing
-    refits: int = 0  # re-fits to the run's own measured speed done so far (train/budget.py: REFIT_SHARES)
-    last_eval: bool = True  # the run's last evaluation is one more pass (False: it is the final test itself)
-    probe_seconds: float = 0.0  # seconds the timing above took (at most budget.PROBE_SHARE of the budget, and a step)
 
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?")
@@ -110,7 +96,7 @@ def parse_duration(text: str | float) -> float:
     return seconds
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -119,7 +105,6 @@ class Config:
     epochs: int | None = 30  # ignored when iterations or budget is set
     iterations: int | None = None  # train for exactly this many optimizer steps
     budget: str | None = None  # train for as long as fits this wall-clock time (10m, 90s, 1h30m), everything included
-    budget_plan: BudgetPlan | None = None  # set by a budget run at its start: the steps it planned, and why
     batch_size: int = 128  # per process; the global batch is batch_size x world size
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of the exponential moving average of weights (0 = off), e.g. 0.999
@@ -323,8 +308,6 @@ def validate(cfg: Config) -> Config:
         _check(cfg.iterations is None, "set either budget or iterations, not both: a budget decides the iterations")
         _check(cfg.schedule.name != "step", "a budget run needs a schedule that ends where the budget does: use "
                                             "schedule cosine, linear, onecycle or constant, not step")
-    _check(cfg.budget_plan is None or (cfg.budget is not None and cfg.budget_plan.steps >= 1),
-           "budget_plan is written by a budget run itself; remove it (or set budget)")
     _check(cfg.epochs is None or cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}")
     _check(cfg.iterations is None or cfg.iterations >= 1, f"iterations must be at least 1, got {cfg.iterations}")
     _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
@@ -373,18 +356,22 @@ def validate(cfg: Config) -> Config:
 
 
 def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = None,
-                sets: list[str] | None = None) -> Config:
-    """Recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST; FOLDER_FINETUNE_RECIPE for --pretrained weights on
-    an image folder) + ``overrides`` (dotted keys) + ``--set`` strings. On an image folder, what neither sets follows
-    the folder's images (:mod:`resnet.folder_defaults`)."""
+                sets: list[str] | None = None, resume: str | Path | None = None) -> Config:
+    """What the user asks for, validated. A new run: the recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST;
+    FOLDER_FINETUNE_RECIPE for --pretrained weights on an image folder), then ``overrides`` (dotted keys), then
+    ``--set`` strings; on an image folder what none of them sets follows the folder's images
+    (:mod:`resnet.folder_defaults`). A resumed run (``resume``: a run directory, a checkpoint, or ``auto`` with
+    ``out``): the run's saved config with the changes its earlier resumes made, then the same overrides."""
     parsed = [parse_override(text) for text in sets or []]
     asked = {**(overrides or {}), **dict(parsed)}
-    on_folder = not is_memory(str(asked.get("data.name") or DataConfig.name))
-    if recipe is None and on_folder and asked.get("pretrained"):
-        recipe_name = FOLDER_FINETUNE_RECIPE
+    if resume is not None:
+        if recipe is not None:
+            raise UserError("--resume continues a run with its own config.yaml; drop --config")
+        data = saved_config(resume, asked.get("out"))
     else:
-        recipe_name = recipe or DEFAULT_RECIPE
-    data = read_recipe(recipe_name)
+        on_folder = not is_memory(str(asked.get("data.name") or DataConfig.name))
+        fine_tune_folder = recipe is None and on_folder and asked.get("pretrained")
+        data = read_recipe(FOLDER_FINETUNE_RECIPE if fine_tune_folder else recipe or DEFAULT_RECIPE)
     recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
     # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
     # linear scaling rule applies to the override (and to more processes) rather than moving with it.
@@ -398,7 +385,7 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
         set_dotted(data, key, value)
     _drop_other_datasets_fields(data, recipe_data, asked)
     name = data.get("data", {}).get("name", DataConfig.name) if isinstance(data.get("data"), dict) else None
-    if isinstance(name, str) and not is_memory(name) and (folder_root(name) / "train").is_dir():
+    if resume is None and isinstance(name, str) and not is_memory(name) and (folder_root(name) / "train").is_dir():
         # (a missing folder is reported by the run, when it opens its data)
         stats = inspect_folder(folder_root(name))
         chosen, why = choose(stats, data, set(asked), recipe_given=recipe is not None,
@@ -411,20 +398,47 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
     return validate(build(Config, data))
 
 
+def saved_config(resume: str | Path, out: str | None) -> dict:
+    """The config (a plain dict) a resumed run continues with: the run's config.yaml as first written, with the
+    changes its earlier resumes asked for (recorded in run.json) applied."""
+    data = saved_config_file(resume, out)
+    data.pop("budget_plan", None)  # written by runs made before run.json held the run's decisions
+    for key, value in saved_changes(resume_run_dir(resume, out)).items():
+        set_dotted(data, key, value)
+    return data
+
+
+def resume_changes(first: dict, cfg: Config) -> dict[str, Any]:
+    """What a resumed run's config changes against the run's first config.yaml (dotted key -> value), kept in its
+    run.json for later resumes; ``out`` only locates the run, so it is not a change."""
+    skip = ("out", "budget_plan")  # (budget_plan: the plans of runs made before run.json)
+    return changes({k: v for k, v in first.items() if k not in skip},
+                   {k: v for k, v in to_dict(cfg).items() if k not in skip})
+
+
+def changes(saved: dict, now: dict, prefix: str = "") -> dict[str, Any]:
+    """The dotted keys whose values differ between two config dicts (``to_dict`` form), and their new values."""
+    found = {}
+    for key in now.keys() | saved.keys():
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "kwargs":
+            found.update(changes(a, b, f"{prefix}{key}."))
+        elif a != b:
+            found[prefix + key] = b
+    return found
+
+
 LENGTH_FIELDS = ("budget", "iterations", "epochs")  # what decides how long a run trains, strongest first
 
 
 def prefer_asked_length(data: dict, asked: dict) -> None:
     """A run length the caller asks for (``epochs``, ``iterations`` or ``budget``) replaces the recipe's own: a
     budgeted recipe run with ``iterations=300`` trains 300 steps, an iteration-based one run with a budget fills it.
-    (``epochs`` needs no clearing: it only counts when neither of the others is set.) A saved budget plan goes with
-    the budget it was made for."""
+    (``epochs`` needs no clearing: it only counts when neither of the others is set.)"""
     if any(asked.get(key) is not None for key in LENGTH_FIELDS):
         for key in ("budget", "iterations"):
             if key not in asked:
                 data[key] = None
-        if "budget" not in asked:
-            data.pop("budget_plan", None)
 
 
 def _drop_other_datasets_fields(data: dict, recipe_data: dict, asked: dict) -> None:

@@ -11,7 +11,7 @@ Verify = Literal["full", "cached", "off"]  # how a file-based set checks its fil
 Memory = Literal["auto", "on", "off"]  # whether an image folder is decoded once into memory (data.folder_memory)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     name: str = "fashion-mnist"  # a name of `resnet.data.list_datasets()`, or imagefolder:PATH
     root: str | None = None  # where to look first; then $RESNET_DATA, ~/.cache/resnet, /usr/share/datasets

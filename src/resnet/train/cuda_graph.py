@@ -104,3 +104,17 @@ def make_step(ctx: TrainContext, enabled: bool, distributed: bool = False, compi
     if enabled and why_not_graphed(ctx, distributed, compiled) is None:
         return GraphedStep(ctx, log=log)
     return lambda images, labels: train_step(ctx, images, labels)
+
+
+def untimed_calls(step) -> int:
+    """Calls of a step function before its time is its steady speed: a graphed step's eager steps and capture."""
+    return step.setup_calls if isinstance(step, GraphedStep) else 1
+
+
+def graph_note(step, ctx: TrainContext, enabled: bool, distributed: bool, compiled: bool) -> str:
+    """The banner's word on CUDA graphs: only on a CUDA device, where they are the default."""
+    if ctx.device.type != "cuda":
+        return ""
+    if isinstance(step, GraphedStep):
+        return ", CUDA graph"
+    return f", no CUDA graph ({why_not_graphed(ctx, distributed, compiled) if enabled else 'cuda_graph off'})"

@@ -19,6 +19,14 @@ class NonFiniteLoss(RuntimeError):
         super().__init__(f"{what} became {value} at step {step}")
         self.step, self.value, self.what = step, value, what
 
+    def advice(self, last_checkpoint) -> str:
+        """The one sentence a user reads: what became non-finite, and how to go on."""
+        fix = "lower --lr or set grad_clip (e.g. --set grad_clip=1)"
+        where = (f"the last good checkpoint is {last_checkpoint}: {fix} and start a new run from its weights with "
+                 f"--set init_from={last_checkpoint}" if last_checkpoint else
+                 f"no checkpoint was written yet: {fix} and start again")
+        return f"training stopped: the {self.what} became {self.value} at step {self.step}; {where}"
+
 
 @dataclass
 class TrainContext:
@@ -78,6 +86,37 @@ def apply_update(ctx: TrainContext) -> None:
     ctx.step += 1
     if ctx.ema is not None and ctx.step % ctx.ema_every == 0:
         ctx.ema.update_parameters(ctx.model)
+
+
+class StepWindow:
+    """Per-step (loss sum, errors, examples) of the steps since the last read, kept on the device: read every
+    ``log_every`` steps, before every checkpoint and at epoch ends, so that a step costs no host sync."""
+
+    def __init__(self):
+        self.stats: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, errors: torch.Tensor, examples: int) -> torch.Tensor:
+        stats = torch.stack([loss.double() * examples, errors.double(),
+                             torch.full((), float(examples), dtype=torch.float64, device=loss.device)])
+        self.stats.append(stats)
+        return stats
+
+    def check(self, step: int) -> torch.Tensor | None:
+        """Raise :class:`NonFiniteLoss` naming the first step whose loss was not finite (``step``: the last one);
+        else the window's stats stacked (None when empty)."""
+        if not self.stats:
+            return None
+        stacked = torch.stack(self.stats)
+        bad = first_nonfinite(stacked[:, 0])
+        if bad is not None:
+            raise NonFiniteLoss(step - len(self.stats) + bad + 1, float(stacked[bad, 0]))
+        return stacked
+
+    def take(self, step: int) -> torch.Tensor:
+        """The window's (loss sum, errors, examples) summed, checked; the window starts again empty."""
+        total = self.check(step).sum(0)
+        self.stats.clear()
+        return total
 
 
 def first_nonfinite(losses: torch.Tensor) -> int | None:

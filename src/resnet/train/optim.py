@@ -123,10 +123,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps
 
 
 def total_steps_for(cfg: Config, steps_per_epoch: int) -> tuple[int, int]:
-    """(optimizer steps, epochs) of a run: a budget run's plan, else ``iterations`` when set, else ``epochs`` full
-    epochs."""
-    if cfg.budget_plan is not None:
-        return cfg.budget_plan.steps, math.ceil(cfg.budget_plan.steps / steps_per_epoch)
+    """(optimizer steps, epochs) of a run without a budget: ``iterations`` when set, else ``epochs`` full epochs."""
     if cfg.iterations is not None:
         return cfg.iterations, math.ceil(cfg.iterations / steps_per_epoch)
     return cfg.epochs * steps_per_epoch, cfg.epochs

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..device import autocast, available_memory
 from ..errors import UserError
+from .checkpoint import rng_state, set_rng_state
 
 PROBE_BATCH = 4  # images in the probe's batch: enough to be per-image, few enough to cost little at any size
 HEADROOM = 0.9  # share of the free memory a run may plan to use
@@ -79,6 +80,17 @@ def free_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return available_memory()
+
+
+def probe_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, input_size,
+              device: torch.device, precision: str, timed: bool) -> StepProbe:
+    """Would a step of ``batch_size`` fit in memory? Measured on a copy at a small batch, the random state left as
+    it was (and, when ``timed``, a first word on the step's time); refused in one sentence when it would not."""
+    rng = rng_state()
+    probe = probe_step(model, images, labels, device, precision, timed=timed)
+    set_rng_state(rng)
+    check_memory(probe, batch_size, input_size, device)
+    return probe
 
 
 def check_memory(probe: StepProbe, batch: int, image_size: tuple[int, int], device: torch.device,

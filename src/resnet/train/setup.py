@@ -12,8 +12,12 @@ from ..config import Config
 from ..data import DataBundle
 from ..data.sampling import step_seed
 from ..errors import UserError
-from ..modelcard import ModelCard
 from ..models import create_model
+from ..weights import ModelCard
+from ..weights import init_model
+from .distributed import DistEnv, convert_sync_batchnorm
+from .ema import make_ema
+from .loop import TrainContext
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -36,6 +40,20 @@ def build_model(cfg: Config, data: DataBundle) -> nn.Module:
                             f"{actual}); remove it or set it to {actual}")
         kwargs[key] = actual
     return create_model(cfg.model.name, **kwargs)
+
+
+def model_for(cfg: Config, data: DataBundle, device: torch.device, env: DistEnv,
+              fresh: bool) -> tuple[nn.Module, str | None]:
+    """The recipe's model on ``device``; a ``fresh`` run starts from --pretrained / init_from weights when asked (a
+    resumed one loads its checkpoint's), and the note on them is returned for the banner."""
+    model = build_model(cfg, data)
+    note = init_model(model, cfg.model.name, cfg.pretrained, cfg.init_from, cfg.reset_head) if fresh else None
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and env.enabled:
+        model = convert_sync_batchnorm(model, device)
+    return model, note
 
 
 def make_mixer(cfg: Config, num_classes: int):
@@ -63,6 +81,26 @@ def make_card(cfg: Config, data: DataBundle) -> ModelCard:
                      input_size=[data.in_chans, *data.input_size], mean=list(data.mean), std=list(data.std),
                      resize=data.resize, crop=data.crop, dataset=cfg.data.name,
                      weights="ema" if cfg.ema else "final")
+
+
+def make_context(cfg: Config, model: nn.Module, optimizer, scheduler, device: torch.device, precision: str,
+                 num_classes: int, ema_of: nn.Module | None = None, freeze=None) -> TrainContext:
+    """What one step of this recipe touches around ``model`` (loss, precision, clipping, EMA of ``ema_of``, by
+    default ``model`` itself, and MixUp/CutMix)."""
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    ema = make_ema(ema_of or model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
+    return TrainContext(model, optimizer, scheduler, scaler, criterion, device, precision, cfg.grad_clip, ema,
+                        cfg.ema_every, make_mixer(cfg, num_classes), freeze=freeze)
+
+
+def wrap_for_training(model: nn.Module, cfg: Config, env, device: torch.device, unused_parameters: bool) -> nn.Module:
+    """The model the steps run: DDP across processes (``unused_parameters``: a head warm-up leaves the backbone
+    out at first), torch.compile when asked."""
+    if env.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused_parameters)
+    return torch.compile(model) if cfg.compile else model
 
 
 def configure_torch(cfg: Config, device: torch.device) -> None:

@@ -1,0 +1,50 @@
+"""What a run decided, apart from what its user asked for (the :class:`~resnet.config.Config`, never written to):
+its directory, device and precision, the scaled learning rate, its length, its progress and its budget keeper's
+state. Saved in every checkpoint and as ``run.json`` in the run directory; ``--resume`` reads it back."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..io import write_json
+from ..runs import RUN_FILE
+
+
+@dataclass
+class RunState:
+    run_dir: str
+    device: str  # the device and precision chosen for the run (auto resolved)
+    precision: str
+    world_size: int  # processes, and the global batch they share
+    global_batch: int
+    lr: float  # the peak learning rate, scaled to the global batch
+    steps_per_epoch: int
+    total_steps: int  # the run's last step (a budget run's keeper moves it)
+    epochs: int
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs done
+    step_in_epoch: int = 0  # steps done in the epoch under way
+    best_top1: float | None = None  # the best evaluation top-1 on a validation split (best.pt)
+    train_seconds: float = 0.0  # training time so far (evaluations included), across resumes
+    budget: dict | None = None  # the budget keeper's state (train/budget.py)
+    changes: dict[str, Any] = field(default_factory=dict)  # config keys the resumes changed (dotted -> value)
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def end_at(self, total_steps: int) -> None:
+        """The run now ends at ``total_steps`` (epochs follow: a last epoch may be partial)."""
+        self.total_steps, self.epochs = total_steps, math.ceil(total_steps / self.steps_per_epoch)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, run_dir: Path) -> None:
+        write_json(Path(run_dir) / RUN_FILE, self.to_dict())
