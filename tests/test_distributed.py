@@ -27,7 +27,7 @@ BASE = ["--model", NET, "--train-limit", "512", "--set", "threads=1", "--set", "
         "--set", "data.flip=false", "--set", "ema=0", "--set", "log_every=1", "--set", "schedule.name=constant",
         "--set", "schedule.warmup_epochs=0",
         "--set", "optim.lr=0.002", "--set", "optim.lr_batch_size=64", "--set", "precision=fp32",
-        "--set", "label_smoothing=0", "--set", "data.test_limit=1000"]
+        "--set", "label_smoothing=0", "--set", "data.test_limit=256", "--set", "test_tta=none"]
 SYNC = ["--set", "sync_bn=true"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 RESNET = [sys.executable, "-m", "resnet"]

@@ -23,7 +23,7 @@ from resnet.runs import step_checkpoints
 TINY = ["--train-limit", "512", "--batch-size", "32", "--epochs", "2", "--set", "threads=1", "--set",
         "deterministic=true", "--set", "data.val_split=0", "--set", "log_every=1", "--set", "keep_checkpoints=3",
         "--set", "schedule.name=cosine", "--set", "optim.lr=0.05", "--set", "data.random_erasing=0.5",
-        "--set", "ema=0.9", "--set", "data.test_limit=1000"]
+        "--set", "ema=0.9", "--set", "data.test_limit=300", "--set", "test_tta=none"]
 
 
 def train_cmd(out: Path, *extra: str) -> list[str]:

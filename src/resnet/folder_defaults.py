@@ -14,9 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 from .data.folder_memory import SMALL_IMAGE
 from .data.folder_stats import FolderStats
 from .device import usable_cores
+from .io import load_checkpoint
 from .models import model_info
 
 SMALL = SMALL_IMAGE  # shorter side (px) below which images are small: a 6n+2 net at their size, pad-and-crop, memory
@@ -125,10 +128,6 @@ def weights_architecture(source: str | None) -> str | None:
     a checkpoint of `resnet train` (its card), a .safetensors file (the card beside it, or its metadata); None for a
     bare state dict, named weights (``torchvision``, ``timm:...``) and anything unreadable, which the run itself
     reports in its own words when it loads the weights."""
-    from safetensors import safe_open
-
-    from .io import load_checkpoint
-
     path = Path(source or "")
     if not source or not path.exists():
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from ..data import eval_transform
@@ -70,8 +71,6 @@ def torch_backend(model: torch.nn.Module, device: torch.device | str = "cpu") ->
 def fixed_batch_runner(run_array: Callable, fixed: int | None) -> Backend:
     """A Backend over ``run_array`` (float32 NCHW numpy array -> logits array); an export with a fixed batch size is
     fed in chunks of that size, the last one zero-padded, and the padding's logits dropped."""
-    import numpy as np
-
     def run(batch: torch.Tensor) -> torch.Tensor:
         x = batch.detach().cpu().float().contiguous().numpy()
         if fixed is None:

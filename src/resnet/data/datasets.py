@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision import datasets
 
 from ..errors import UserError
 
@@ -96,8 +97,6 @@ def _find_idx(name: str, root: str | None, train: bool) -> tuple[Path, Path] | N
 
 def download_dataset(name: str) -> bool:
     """Fetch a named set through torchvision into ~/.cache/resnet; False when no network is reachable."""
-    from torchvision import datasets
-
     cls = {"fashion-mnist": datasets.FashionMNIST, "mnist": datasets.MNIST, "cifar10": datasets.CIFAR10,
            "cifar100": datasets.CIFAR100}[name]
     cache = Path.home() / ".cache" / "resnet"

@@ -11,6 +11,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import UserError
+from .net import ResNet
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,6 @@ def model_info(name: str) -> ModelInfo:
 def model_arguments(name: str | None = None) -> list[str]:
     """Keyword arguments model ``name`` accepts: the keyword-only ones of its class (of :class:`ResNet` without
     a name), so create_model checks each model's overrides against the class that will receive them."""
-    from .net import ResNet
-
     arch = (model_info(name).model_class if name else None) or ResNet
     params = inspect.signature(arch.__init__).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]

@@ -5,9 +5,9 @@ the command's start to the end of the final test. The rules:
    PROBE_SHARE of the budget; the run gets the steps that fit in (1 - SAFETY) of what start-up left, with the periodic
    evaluations, the closing (the last evaluation and the final test held EVAL_MARGIN longer than timed, then
    FINISH_SECONDS) and fewer than an epoch if that is all that fits; fewer than MIN_STEPS is refused in one sentence.
-2. Keep: at every log step the end is fitted again the same way from the step time measured so far (smoothed over
-   SMOOTHING_SECONDS), with evaluations scaled by the last one measured (before it, by the step time); the end moves
-   only when the fit differs from it by more than HYSTERESIS of the steps left.
+2. Keep: at every log step and epoch end the end is fitted again the same way, from the step time measured so far
+   (smoothed over SMOOTHING_SECONDS), evaluations scaled by the last one measured (before it, and the finish always,
+   by the step time); the end moves only when the fit differs from it by more than HYSTERESIS of the steps left.
 3. The learning-rate schedule, built for the first plan, is stretched or compressed to end at the end, with no jump.
 4. A checkpoint keeps the keeper's state: a resumed run continues its end and the time it has already spent.
 """
@@ -27,8 +27,8 @@ from .log import format_duration
 from .timing import EVAL_PROBE_SECONDS, MAX_PROBE_SECONDS, time_evaluation, time_training_steps
 
 SAFETY = 0.03  # share of the budget held back for timing noise
-EVAL_MARGIN = 0.15  # the closing's evaluations are timed on a slice of one batch: held this much longer
-FINISH_SECONDS = 3.0  # after the final test: the model, results and figures written, and the process's exit
+EVAL_MARGIN = 0.15  # a whole test pass took 11-16% longer than its first batch, timed, foretold: held this much longer
+FINISH_SECONDS = 3.0  # after the final test: the model, results and figures written, and the interpreter's exit
 PROBE_SHARE = 0.05  # the most of the budget the plan's timing may take: training steps half, evaluation and test
 MIN_STEPS = 5  # a budget that fits fewer training steps than this is refused: too few to train anything
 SMOOTHING_SECONDS = 30.0  # time constant of the measured step time: follows a drifting machine, not one slow window
@@ -53,28 +53,30 @@ def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_ev
     return step_s + eval_s / (steps_per_epoch * eval_every)
 
 
-def closing_seconds(eval_s: float, test_s: float, last_eval: bool = True) -> float:
-    """The run's end: its last evaluation (unless that is the final test itself), the final test and the finish."""
-    return (eval_s * last_eval + test_s) * (1 + EVAL_MARGIN) + FINISH_SECONDS
+def closing_seconds(eval_s: float, test_s: float, last_eval: bool = True, speed: float = 1.0) -> float:
+    """The run's end: its last evaluation (unless that is the final test itself), the final test and the finish (at
+    ``speed`` times the planned duration: a machine slower than when it was timed is slower at everything)."""
+    return (eval_s * last_eval + test_s) * (1 + EVAL_MARGIN) + FINISH_SECONDS * speed
 
 
 def seconds_to_end(step: int, end: int, step_s: float, eval_s: float, test_s: float, steps_per_epoch: int,
-                   eval_every: int, last_eval: bool = True) -> float:
+                   eval_every: int, last_eval: bool = True, speed: float = 1.0) -> float:
     """Seconds from just after ``step`` to the end of a run ending at ``end``: the steps, the evaluations at the epoch
     ends due on the way (every ``eval_every`` epochs) and the closing (its evaluation is the one at ``end``)."""
     period = steps_per_epoch * eval_every
     on_the_way = (end - 1) // period - step // period
-    return (end - step) * step_s + max(on_the_way, 0) * eval_s + closing_seconds(eval_s, test_s, last_eval)
+    return (end - step) * step_s + max(on_the_way, 0) * eval_s + closing_seconds(eval_s, test_s, last_eval, speed)
 
 
 def steps_that_fit(room_s: float, step_s: float, eval_s: float, test_s: float, steps_per_epoch: int,
-                   eval_every: int, last_eval: bool = True, step: int = 0) -> int:
+                   eval_every: int, last_eval: bool = True, step: int = 0, speed: float = 1.0) -> int:
     """How many more steps after ``step`` fit in ``room_s`` seconds with their evaluations and the closing; may be
     <= 0."""
     def fits(n: int) -> bool:
-        return seconds_to_end(step, step + n, step_s, eval_s, test_s, steps_per_epoch, eval_every, last_eval) <= room_s
+        return seconds_to_end(step, step + n, step_s, eval_s, test_s, steps_per_epoch, eval_every, last_eval,
+                              speed) <= room_s
 
-    n = math.floor((room_s - closing_seconds(eval_s, test_s, last_eval)) /
+    n = math.floor((room_s - closing_seconds(eval_s, test_s, last_eval, speed)) /
                    seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every))  # evaluations spread: a first guess
     if n < 1:
         return n
@@ -151,8 +153,8 @@ def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pi
 
 
 class BudgetKeeper:
-    """Owns a budget run's end: asked at every log step where the run ends (rule 2), told of every evaluation's
-    time, and saved in checkpoints. ``agree`` makes every process use rank 0's numbers (identity on one process)."""
+    """Owns a budget run's end: asked at every log step and epoch end where the run ends (rule 2), told of every
+    evaluation's time, and saved in checkpoints. ``agree`` gives every process rank 0's numbers (identity on one)."""
 
     def __init__(self, budget_s: float, plan: BudgetPlan, steps_per_epoch: int, eval_every: int,
                  agree: Callable[[list[float]], list[float]] = lambda values: values, clock=time.perf_counter):
@@ -178,7 +180,7 @@ class BudgetKeeper:
         return max(self.budget_s - self.spent(), 0.0)
 
     def end_at(self, step: int) -> int:
-        """At a log step: measure the steps since the last call, fit the end again (rule 2) and return it."""
+        """At a log step or epoch end: measure the steps since the last call, fit the end again (rule 2), return it."""
         now = self.clock()
         if step > self._mark_step:
             window = now - self._mark_t
@@ -209,10 +211,10 @@ class BudgetKeeper:
 
     def _steps_left(self, step: int) -> int:
         p = self.plan
-        ratio = (self.eval_seconds / p.eval_seconds if self.eval_seconds else self.step_seconds / p.step_seconds)
-        eval_s, test_s = p.eval_seconds * ratio, p.test_seconds * ratio
-        return steps_that_fit(self.budget_s * (1 - SAFETY) - self.spent(), self.step_seconds, eval_s, test_s,
-                              self.steps_per_epoch, self.eval_every, p.last_eval, step)
+        speed = self.step_seconds / p.step_seconds
+        ratio = self.eval_seconds / p.eval_seconds if self.eval_seconds else speed
+        return steps_that_fit(self.budget_s * (1 - SAFETY) - self.spent(), self.step_seconds, p.eval_seconds * ratio,
+                              p.test_seconds * ratio, self.steps_per_epoch, self.eval_every, p.last_eval, step, speed)
 
     def state_dict(self) -> dict:
         return {"budget_seconds": self.budget_s, "plan": asdict(self.plan), "end": self.end,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce
+from torch.distributed.run import get_args_parser, run
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,6 @@ def elastic_restart() -> bool:
 def launch(nproc: int, argv: list[str]) -> int:
     """``resnet train --nproc N ...``: run ``python -m resnet <argv>`` in N processes through torch.distributed.run
     (torchrun), on this machine, and return its exit status."""
-    from torch.distributed.run import get_args_parser, run
-
     args = get_args_parser().parse_args(["--nproc-per-node", str(nproc), "--standalone", "-m", "resnet", *argv])
     try:
         run(args)
@@ -120,8 +120,6 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _several_processes()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         xd = x.double()
         local = torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)),

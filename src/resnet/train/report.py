@@ -12,6 +12,7 @@ from ..config import Config
 from ..data import DataBundle
 from ..evaluate import EvalResult
 from ..io import write_json
+from ..plots import plot_confusion, plot_curves  # (at start-up, which a budget measures, rather than in its finish)
 from ..weights import ModelCard, save_model
 from .budget import BudgetKeeper
 from .log import final_table, format_duration, read_jsonl, scores
@@ -71,8 +72,6 @@ def results(cfg: Config, run: RunState, card: ModelCard, model: nn.Module, test:
 def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, test: EvalResult, test_name: str,
                 say=print) -> None:
     """The run's final files (model, model card, results.json, curves.png, confusion.png) and its last lines."""
-    from ..plots import plot_confusion, plot_curves  # matplotlib: imported when a run finishes, not at start-up
-
     save_model(model, card, run_dir)
     write_json(run_dir / "results.json", result)
     records = read_jsonl(run_dir / "metrics.jsonl")

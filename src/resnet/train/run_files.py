@@ -18,7 +18,7 @@ from .run_state import RunState
 from .setup import default_run_dir
 
 CHECKPOINT_VERSION = 2  # 2: the run's decisions and progress under "run"
-PROGRESS = ("step", "epoch", "step_in_epoch", "best_top1", "train_seconds")  # what a resumed run continues from
+CONTINUED = ("step", "epoch", "step_in_epoch", "best_top1", "train_seconds")  # a resume takes these from its checkpoint
 
 
 def claim_run_dir(cfg: Config, restarted: bool) -> Path:
@@ -102,5 +102,5 @@ def restore(ckpt: dict, path: Path, run: RunState, model: nn.Module, optimizer, 
         raise UserError(f"{path} does not match this recipe's optimizer or schedule ({exc}); resume with the run's "
                         f"own config.yaml") from None
     set_rng_state(ckpt["rng"])
-    for key in PROGRESS:
+    for key in CONTINUED:
         setattr(run, key, saved.get(key, getattr(run, key)))

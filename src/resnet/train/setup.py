@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from ..config import Config
 from ..data import DataBundle
 from ..data.sampling import step_seed
 from ..errors import UserError
 from ..models import create_model
-from ..weights import ModelCard
-from ..weights import init_model
+from ..weights import ModelCard, init_model
 from .distributed import DistEnv, convert_sync_batchnorm
 from .ema import make_ema
 from .loop import TrainContext
@@ -58,8 +58,6 @@ def model_for(cfg: Config, data: DataBundle, device: torch.device, env: DistEnv,
 
 def make_mixer(cfg: Config, num_classes: int):
     """MixUp / CutMix from torchvision (one of them per batch when both are on), seeded per step."""
-    from torchvision.transforms import v2
-
     d = cfg.data
     choices = ([v2.MixUp(alpha=d.mixup, num_classes=num_classes)] if d.mixup else []) + \
               ([v2.CutMix(alpha=d.cutmix, num_classes=num_classes)] if d.cutmix else [])

@@ -15,7 +15,8 @@ from ..errors import UserError
 
 MAX_PROBE_STEPS = 8  # timed training steps (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them (or the caller's limit, if less)
-EVAL_PROBE_SECONDS = 0.3  # an evaluation is timed on ever larger slices of a batch until one takes this long
+EVAL_PROBE_SECONDS = 1.0  # an evaluation is timed on ever larger slices of a batch until one takes this long: on
+#                           a whole batch, as evaluations run, wherever the budget's share allows it
 
 
 def process_start(max_age_s: float = 120.0) -> float:
