@@ -19,7 +19,7 @@ def test_gpu_check_runs_on_the_cpu_in_quick_mode():
     assert "FAIL" not in table
     assert table.count("| pass |") == 4  # outputs of two models, torchvision parity, training steps
     for check in ("resnet18: output on cpu = CPU", "resnet50 = torchvision resnet50", "training step on cpu",
-                  "resnet50 training, 64 px, batch 4", "resnet train --budget 20s on cpu: final model"):
+                  "resnet50 training, 64 px, batch 4", "resnet train --budget 30s on cpu: final model"):
         assert check in table
 
 

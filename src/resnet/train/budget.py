@@ -95,15 +95,16 @@ def least_budget(spent_s: float, per_step_s: float, eval_s: float, test_s: float
 
 
 def refuse_slow_step(budget_s: float, spent_s: float, step_s: float, budget_text: str, how: str) -> None:
-    """One sentence, before any full step is timed, when start-up (``spent_s``) or a step of ``step_s`` seconds
-    (``how`` it was found) leaves no room for :data:`MIN_STEPS` steps."""
+    """One sentence, before any full step is timed, when start-up (``spent_s``) leaves no room, or one step of
+    ``step_s`` seconds (a guess, ``how`` it was found: scaled up from a small batch, it runs high) would not fit; the
+    timed steps of the plan decide the rest."""
     room = budget_s * (1 - SAFETY) - spent_s
     least = least_budget(spent_s, step_s, 0.0, 0.0)
     if room <= 0:
         raise UserError(f"a budget of {budget_text} is spent before training starts ({spent_s:.3g} s of start-up "
                         f"here: interpreter, imports, data, model); use --budget {least}s or more")
-    if MIN_STEPS * step_s > room:
-        raise UserError(f"a budget of {budget_text} fits fewer than {MIN_STEPS} training steps here: one takes about "
+    if step_s > room:
+        raise UserError(f"a budget of {budget_text} is shorter than one training step here: one takes about "
                         f"{step_s:.3g} s ({how}); use --budget {least}s or more, or a smaller data.image_size, "
                         f"--batch-size or --model")
 
