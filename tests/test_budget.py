@@ -250,16 +250,14 @@ def test_sigkill_then_resume_continues_the_keepers_end_and_time(tmp_path):
     proc.wait()
     saved = load_checkpoint(out / "checkpoints" / "last.pt")["run"]
     assert saved["budget"]["spent"] > saved["budget"]["plan"]["startup_seconds"]
-    started = time.monotonic()
     resumed = subprocess.run([sys.executable, "-m", "resnet", "train", "--resume", "auto", "--out", str(out)],
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {out / 'checkpoints' / 'last.pt'} at step {saved['step']}" in resumed.stdout
     assert f"budget 0:20: {saved['budget']['plan']['steps']:,} steps" in resumed.stdout  # the saved plan, not a new one
     results = json.loads((out / "results.json").read_text())
-    # the resumed process counts on from the killed one's time: it has less of the budget left than the whole
-    assert results["budget"]["seconds_used"] >= saved["budget"]["spent"]
-    assert time.monotonic() - started < 20
+    # the resumed process counts on from the killed one's time, not from a whole budget of its own
+    assert saved["budget"]["spent"] <= results["budget"]["seconds_used"] <= 20 + 2
     assert_schedule_ends_at_the_last_step(out, results["steps"], saved["budget"]["plan"]["steps"])
 
 
