@@ -26,13 +26,13 @@ import torch
 import torchvision
 
 import resnet
-from resnet.device import cpu_summary, resolve_precision
+from resnet.device import cpu_summary, resolve_precision, synchronize
 from resnet.models.registry import model_info
 from resnet.table import format_table
 from resnet.train.cuda_graph import GraphedStep
 from resnet.train.ema import make_ema
 from resnet.train.loop import TrainContext, train_step
-from train_speed import matmul_peak_tflops, sgd_context, sync
+from train_speed import matmul_peak_tflops, sgd_context
 
 OUTPUT_NAMES = ["resnet20", "plain20", "preact_resnet20", "resnet18", "resnet50", "resnext50_32x4d", "resnet50d",
                 "wide_resnet50_2", "preact_resnet50"]
@@ -151,11 +151,11 @@ def recipe_step_time(device: torch.device, precision: str, batch: int, steps: in
         _, _, step = recipe_step(device, precision, graphed)
         for i in range(8):  # warm-up, and the graph's eager steps and capture
             step(*data[i])
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         for i in range(steps):
             step(*data[i % len(data)])
-        sync(device)
+        synchronize(device)
         times[graphed] = 1000 * (time.perf_counter() - start) / steps
     return Row(f"resnet20 training step, 28 px, batch {batch}, {precision}: eager vs CUDA graph",
                f"{times[False]:.2f} ms eager, {times[True]:.2f} ms graphed ({times[False] / times[True]:.1f}x)",
@@ -174,12 +174,12 @@ def resnet50_speed(device: torch.device, precision: str, batch: int, size: int, 
     start = time.perf_counter()
     for _ in range(3):  # warm-up: cuDNN autotuning, and the compilation itself
         train_step(ctx, images, labels)
-    sync(device)
+    synchronize(device)
     warm = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         train_step(ctx, images, labels)
-    sync(device)
+    synchronize(device)
     img_s = steps * batch / (time.perf_counter() - start)
     flops = 3 * 2 * resnet.count_macs(resnet.create_model("resnet50"), (3, size, size))
     mfu = 100 * img_s * flops / (peak * 1e12)

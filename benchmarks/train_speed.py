@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 import resnet
 from resnet.data import MemoryDataset, dataset_stats, open_split
 from resnet.data.memory import Augment, MemoryLoader
-from resnet.device import resolve_precision
+from resnet.device import resolve_precision, synchronize
 from resnet.table import format_table
 from resnet.train.loop import TrainContext, train_step
 
@@ -38,12 +38,12 @@ def matmul_peak_tflops(device: torch.device, precision: str, seconds: float = 1.
     a, b = (torch.randn(n, n, device=device, dtype=MATMUL_DTYPES[precision]) for _ in range(2))
     for _ in range(2):
         torch.mm(a, b)
-    sync(device)
+    synchronize(device)
     best, spent = float("inf"), 0.0
     while spent < seconds:
         start = time.perf_counter()
         torch.mm(a, b)
-        sync(device)
+        synchronize(device)
         took = time.perf_counter() - start
         best, spent = min(best, took), spent + took
     return 2 * n**3 / best / 1e12
@@ -104,7 +104,7 @@ def our_loop(model, data, batch, steps, device, padding, precision) -> float:
     def run(epoch: int, n: int) -> None:
         for _, (images, labels) in zip(range(n), loader.epoch(epoch)):
             train_step(ctx, images, labels)
-        sync(device)
+        synchronize(device)
 
     run(0, 3)  # warm-up
     start = time.perf_counter()
@@ -126,17 +126,12 @@ def timed(loader, step, steps, batch, device, warm=3) -> float:
     it = iter(loader)
     for _ in range(warm):
         step(*next(it))
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step(*next(it))
-    sync(device)
+    synchronize(device)
     return steps * batch / (time.perf_counter() - start)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

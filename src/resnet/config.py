@@ -402,7 +402,6 @@ def saved_config(resume: str | Path, out: str | None) -> dict:
     """The config (a plain dict) a resumed run continues with: the run's config.yaml as first written, with the
     changes its earlier resumes asked for (recorded in run.json) applied."""
     data = saved_config_file(resume, out)
-    data.pop("budget_plan", None)  # written by runs made before run.json held the run's decisions
     for key, value in saved_changes(resume_run_dir(resume, out)).items():
         set_dotted(data, key, value)
     return data
@@ -411,9 +410,8 @@ def saved_config(resume: str | Path, out: str | None) -> dict:
 def resume_changes(first: dict, cfg: Config) -> dict[str, Any]:
     """What a resumed run's config changes against the run's first config.yaml (dotted key -> value), kept in its
     run.json for later resumes; ``out`` only locates the run, so it is not a change."""
-    skip = ("out", "budget_plan")  # (budget_plan: the plans of runs made before run.json)
-    return changes({k: v for k, v in first.items() if k not in skip},
-                   {k: v for k, v in to_dict(cfg).items() if k not in skip})
+    return changes({k: v for k, v in first.items() if k != "out"},
+                   {k: v for k, v in to_dict(cfg).items() if k != "out"})
 
 
 def changes(saved: dict, now: dict, prefix: str = "") -> dict[str, Any]:

@@ -103,6 +103,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU): what a timing must do before it reads the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def autocast(device: torch.device, precision: str, cache: bool = True):
     """The autocast context for a resolved precision (a no-op for fp32). ``cache=False`` while a CUDA graph is being
     captured: the cache of cast weights must not outlive the capture."""

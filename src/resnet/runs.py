@@ -39,19 +39,24 @@ def step_checkpoints(ckpt_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_valid_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint in ``run_dir`` that loads; damaged newer files are passed over."""
+def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint in ``run_dir`` that loads, and its content; damaged newer files are passed over."""
     ckpt_dir = Path(run_dir) / "checkpoints"
     candidates = sorted(step_checkpoints(ckpt_dir), key=lambda p: p.stat().st_mtime_ns, reverse=True)
     if (ckpt_dir / "last.pt").is_file():
         candidates.insert(0, ckpt_dir / "last.pt")
     for path in candidates:
         try:
-            load_checkpoint(path)
-            return path
+            return path, load_checkpoint(path)
         except UserError:
             continue
     return None
+
+
+def latest_valid_checkpoint(run_dir: Path) -> Path | None:
+    """The path of :func:`newest_checkpoint`."""
+    found = newest_checkpoint(run_dir)
+    return found[0] if found else None
 
 
 def resume_run_dir(resume: str | Path, out: str | None) -> Path:
@@ -65,35 +70,39 @@ def resume_run_dir(resume: str | Path, out: str | None) -> Path:
     return run_dir_of(resume)
 
 
-def resume_checkpoint(resume: str | Path, out: str | None) -> Path | None:
-    """The checkpoint ``--resume`` continues from. ``auto`` or a run directory without a valid checkpoint (a run
-    killed before its first one) gives None: the run starts again from step 0 in the same directory."""
+def resume_checkpoint(resume: str | Path, out: str | None) -> tuple[Path, dict] | None:
+    """The checkpoint ``--resume`` continues from, and its content (loaded once). ``auto`` or a run directory without
+    a valid checkpoint (a run killed before its first one) gives None: the run starts again from step 0 in the same
+    directory."""
     if str(resume) != "auto" and not Path(resume).is_dir():
         if not Path(resume).is_file():
             raise UserError(f"--resume {resume} does not exist; {RESUME_HINT}")
-        return Path(resume)
+        return Path(resume), load_checkpoint(resume)
     run_dir = resume_run_dir(resume, out)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} does not exist; start a new run with --out {run_dir} (without --resume)")
-    return latest_valid_checkpoint(run_dir)
+    return newest_checkpoint(run_dir)
 
 
 def saved_config_file(resume: str | Path, out: str | None) -> dict:
-    """The resolved config (a plain dict) of the run that ``--resume`` points at: its config.yaml, else the
-    checkpoint's copy."""
+    """The resolved config (a plain dict) of the run that ``--resume`` points at: its config.yaml, else (given a
+    checkpoint file) the checkpoint's copy. ``budget_plan``, which runs made before run.json wrote there, is left out."""
     run_dir = resume_run_dir(resume, out)
-    path = run_dir / "config.yaml"
+    path, given_file = run_dir / "config.yaml", str(resume) != "auto" and Path(resume).is_file()
+    data = None
     if path.is_file():
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); restore it from the "
-                            f"checkpoint's copy by giving the checkpoint file to --resume") from None
-        if isinstance(data, dict):
-            return data
-    if str(resume) != "auto" and Path(resume).is_file():
-        return load_checkpoint(resume)["config"]
-    raise UserError(f"{run_dir} has no config.yaml; give the checkpoint file itself to --resume")
+            if not given_file:
+                raise UserError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}); restore it from the "
+                                f"checkpoint's copy by giving the checkpoint file to --resume") from None
+    if not isinstance(data, dict):
+        if not given_file:
+            raise UserError(f"{run_dir} has no config.yaml; give the checkpoint file itself to --resume")
+        data = load_checkpoint(resume)["config"]
+    data.pop("budget_plan", None)
+    return data
 
 
 def saved_changes(run_dir: Path) -> dict:
@@ -104,5 +113,5 @@ def saved_changes(run_dir: Path) -> dict:
     try:
         changes = json.loads(path.read_text()).get("changes", {})
     except (json.JSONDecodeError, AttributeError):
-        raise UserError(f"{path} is damaged; give the checkpoint file itself to --resume") from None
+        raise UserError(f"{path} is damaged; delete it to resume with config.yaml as first written") from None
     return changes if isinstance(changes, dict) else {}

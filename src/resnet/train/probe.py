@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..device import autocast, available_memory
+from ..device import autocast, available_memory, synchronize
 from ..errors import UserError
 from .checkpoint import rng_state, set_rng_state
 
@@ -64,12 +64,10 @@ def probe_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, dev
         one_pass()
     activation, seconds = saved[0], None
     if timed:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         one_pass()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return StepProbe(len(y), seconds, activation, 4 * params)

@@ -11,6 +11,7 @@ from itertools import chain, islice
 
 import torch
 
+from ..device import synchronize
 from ..errors import UserError
 
 MAX_PROBE_STEPS = 8  # timed training steps (fewer when they are slow) ...
@@ -31,11 +32,6 @@ def process_start(max_age_s: float = 120.0) -> float:
     return time.perf_counter() - (age if 0.0 <= age <= max_age_s else 0.0)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], batches: Iterable,
                         device: torch.device, untimed: int = 1, max_seconds: float = MAX_PROBE_SECONDS) -> float:
     """Seconds per call of ``step(images, labels)``: ``untimed`` warm-up calls (a CUDA-graph step needs its eager
@@ -48,14 +44,14 @@ def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], ba
                         "batch_size or train without --budget")
     for images, labels in chain([first], islice(it, max(untimed - 1, 0))):
         step(images, labels)
-    _sync(device)
+    synchronize(device)
     timed = islice(it, MAX_PROBE_STEPS)
     following = next(timed, None)
     start, done = time.perf_counter(), 0
     for images, labels in chain([following], timed) if following is not None else [first]:
         step(images, labels)
         done += 1
-        _sync(device)
+        synchronize(device)
         if time.perf_counter() - start > max_seconds:
             break
     return (time.perf_counter() - start) / done
@@ -71,10 +67,10 @@ def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, devi
     evaluate_batches([(images[:2], labels[:2])])
     n = min(8, len(labels))
     while True:
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         evaluate_batches([(images[:n], labels[:n])])
-        _sync(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
         if seconds >= target_seconds or n == len(labels):
             break

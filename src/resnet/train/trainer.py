@@ -22,7 +22,6 @@ from ..data import build_data
 from ..device import resolve_device, resolve_precision
 from ..errors import UserError
 from ..evaluate import EvalResult, black_level, evaluate
-from ..io import load_checkpoint
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir, saved_config_file
 from . import distributed as dist
 from .budget import BudgetKeeper, plan_run, time_the_run
@@ -54,8 +53,8 @@ class Trainer:
         self._say = log if self.env.is_main else (lambda *a, **k: None)
         self._agree = partial(dist.broadcast_floats, device=self.device)  # rank 0's numbers, on every process
 
-        ckpt_path = resume_checkpoint(resume, cfg.out) if resume is not None else None
-        ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        found = resume_checkpoint(resume, cfg.out) if resume is not None else None
+        ckpt_path, ckpt = found or (None, None)
         saved = saved_run_state(ckpt) if ckpt is not None else {}
         torch.manual_seed(cfg.seed)
         self.data = build_data(cfg.data, cfg.batch_size, cfg.seed, self.device, self.env.rank, self.env.world,
