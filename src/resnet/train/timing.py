@@ -16,8 +16,8 @@ from ..errors import UserError
 
 MAX_PROBE_STEPS = 8  # timed training steps (fewer when they are slow) ...
 MAX_PROBE_SECONDS = 3.0  # ... stopping once this much time has gone into them (or the caller's limit, if less)
-EVAL_PROBE_SECONDS = 1.0  # an evaluation is timed on ever larger slices of a batch until one takes this long: on
-#                           a whole batch, as evaluations run, wherever the budget's share allows it
+EVAL_PROBE_SECONDS = 1.0  # an evaluation is timed on ever larger slices of a batch until one takes at least half of
+#                           this: on a whole batch, as evaluations run, wherever the budget's share allows it
 
 
 def process_start(max_age_s: float = 120.0) -> float:
@@ -60,9 +60,10 @@ def time_training_steps(step: Callable[[torch.Tensor, torch.Tensor], object], ba
 def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, device: torch.device,
                     target_seconds: float = EVAL_PROBE_SECONDS) -> float:
     """Seconds of one whole pass of ``loader`` through ``evaluate_batches``, from slices of its first batch timed
-    (after an untimed pass over two images), each sized from the last to take ``target_seconds``, until one does or is
-    the whole batch; scaled per image to the images this process evaluates. A pass is never timed whole, however
-    slow."""
+    (after an untimed pass over two images), each sized from the last to take ``target_seconds``, until one takes at
+    least half of that (a slice sized to the target that comes in a little short is timed well enough; timing it
+    again would double the cost) or is the whole batch; scaled per image to the images this process evaluates. A
+    pass is never timed whole, however slow."""
     images, labels = next(iter(loader.epoch(0)))
     evaluate_batches([(images[:2], labels[:2])])
     n = min(8, len(labels))
@@ -72,7 +73,7 @@ def time_evaluation(evaluate_batches: Callable[[Iterable], object], loader, devi
         evaluate_batches([(images[:n], labels[:n])])
         synchronize(device)
         seconds = time.perf_counter() - start
-        if seconds >= target_seconds or n == len(labels):
+        if seconds >= target_seconds / 2 or n == len(labels):
             break
         n = min(max(2 * n, math.ceil(1.2 * n * target_seconds / max(seconds, 1e-6))), len(labels))
     return seconds / n * math.ceil(loader.size / loader.world)
