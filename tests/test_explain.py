@@ -13,7 +13,8 @@ from PIL import Image
 from torch import nn
 
 from resnet.cli import main
-from resnet.explain import SHEET, cam_layer, explain_files
+from resnet.explain import SHEET, explain_files
+from resnet.gradcam import cam_layer
 from resnet.models import create_model
 from resnet.weights import ModelCard, save_model
 

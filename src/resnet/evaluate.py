@@ -12,7 +12,7 @@ import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -100,11 +100,12 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, precision: str, num_classes: int,
              tta: str = "none", input_size: tuple[int, int] | None = None,
-             fill: float | Sequence[float] = 0.0) -> EvalResult:
+             fill: float | Sequence[float] = 0.0, observe: Callable | None = None) -> EvalResult:
     """Mean loss, top-1 / top-5 accuracy (%) and confusion matrix; top-5 is None with 5 classes or fewer, where it
     would always be 100. Sums are reduced over processes, so with several processes every example is counted exactly
     once and all processes get the same numbers. ``fill``: the normalised black of the batches (:func:`black_level`),
-    the border of translated test-time views."""
+    the border of translated test-time views. ``observe(images, labels, probs)`` sees every batch (the report's
+    :class:`~resnet.mistakes.MistakeCollector`)."""
     start = time.perf_counter()
     model.eval()
     k5 = min(5, num_classes)
@@ -114,6 +115,8 @@ def evaluate(model: nn.Module, batches: Iterable, *, device: torch.device, preci
         size = input_size or tuple(images.shape[-2:])
         with autocast(device, precision):
             probs = sum(w * model(v).float().softmax(1) for w, v in tta_views(images, tta, size, fill))
+        if observe is not None:
+            observe(images, labels, probs)
         loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum")
         top = probs.topk(k5, 1).indices
         hit = top == labels[:, None]
@@ -137,6 +140,7 @@ class Evaluation:
     card: ModelCard
     data: str
     tta: str
+    files: list[str] | None = None  # the test set's files in order (None: a data set held in arrays)
 
     def to_dict(self) -> dict:
         r = self.result
@@ -182,9 +186,11 @@ def evaluate_model(path: str | Path, data: str | None = None, data_root: str | N
 
 
 def evaluate_on_test_set(model: nn.Module, card: ModelCard, source: str, data: str | None, data_root: str | None,
-                         tta: str, batch_size: int, device: torch.device, precision: str) -> Evaluation:
+                         tta: str, batch_size: int, device: torch.device, precision: str,
+                         observe: Callable | None = None) -> Evaluation:
     """A loaded ``model`` (described by ``card``, read from ``source``) on the test split of ``data`` (default: the
-    data set it was trained on), preprocessed as its card says, in a resolved ``precision``."""
+    data set it was trained on), preprocessed as its card says, in a resolved ``precision``; ``observe`` sees every
+    batch (see :func:`evaluate`)."""
     data = data or card.dataset
     if not data:
         raise UserError(f"{source} does not say which data set it was trained on; pass --data")
@@ -194,5 +200,6 @@ def evaluate_on_test_set(model: nn.Module, card: ModelCard, source: str, data: s
                         f"{list(card.classes)[:3]}...; evaluate on the matching data set")
     model = model.to(memory_format=torch.channels_last)
     result = evaluate(model, loader.epoch(0), device=device, precision=precision, num_classes=len(card.classes),
-                      tta=tta, input_size=tuple(card.input_size[1:]), fill=black_level(card.mean, card.std))
-    return Evaluation(result, card, data, tta)
+                      tta=tta, input_size=tuple(card.input_size[1:]), fill=black_level(card.mean, card.std),
+                      observe=observe)
+    return Evaluation(result, card, data, tta, getattr(loader, "files", None))

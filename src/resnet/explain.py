@@ -17,70 +17,12 @@ from torch import nn
 
 from .backends import image_batches, image_files
 from .errors import UserError
+from .gradcam import gradcam, import_captum, seen_image
 from .weights import ModelCard
 
-EXPLAIN_HINT = "pip install 'resnet[explain]'"
 COLORMAP = "turbo"
 ALPHA = 0.5  # heatmap opacity over the image
 SHEET = "gradcam.png"  # the contact sheet's file name in the output folder
-
-
-def import_captum():
-    """captum.attr, imported lazily: the command names the extra that installs it."""
-    try:
-        from captum import attr
-    except ImportError:
-        raise UserError(f"Grad-CAM needs captum, which is not installed: {EXPLAIN_HINT}") from None
-    return attr
-
-
-class _Features(nn.Module):
-    """``model.forward_features`` as a module of its own, so its output (the last feature map) can be hooked."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x)
-
-
-class _Split(nn.Module):
-    """The model as ``forward_head(features(x))``: the same logits, with the feature map at ``self.features``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.net = model
-        self.features = _Features(model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(self.features(x))
-
-
-def cam_layer(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(forward module, layer to explain) for ``model``: the output of ``forward_features`` where the model splits
-    into features and head (every family here, timm models too), else the last stage's output."""
-    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
-        split = _Split(model)
-        return split, split.features
-    if hasattr(model, "stages"):
-        return model, model.stages()[-1]
-    raise UserError(f"{type(model).__name__} has neither forward_features/forward_head nor stages(); Grad-CAM needs "
-                    f"a network of this package (or timm)")
-
-
-def gradcam(model: nn.Module, batch: torch.Tensor, target: int | list[int]) -> torch.Tensor:
-    """Grad-CAM of class ``target`` (one for all, or one per image) for a normalised batch (N, C, H, W): (N, H, W),
-    ReLU'd, upsampled bilinearly to the input size and scaled to [0, 1] per image (all zero where nothing in the
-    feature map speaks for the class)."""
-    attr = import_captum()
-    forward, layer = cam_layer(model)
-    with torch.enable_grad():
-        cams = attr.LayerGradCam(forward, layer).attribute(batch, target=target, relu_attributions=True)
-    cams = attr.LayerAttribution.interpolate(cams.detach().float(), tuple(batch.shape[-2:]), "bilinear")[:, 0]
-    cams = cams.clamp(min=0)  # bilinear interpolation keeps it non-negative; clamp rounding noise
-    peak = cams.flatten(1).amax(1).clamp(min=1e-12)
-    return cams / peak[:, None, None]
 
 
 def resolve_class(card: ModelCard, value: int | str | None) -> int | None:
@@ -94,14 +36,6 @@ def resolve_class(card: ModelCard, value: int | str | None) -> int | None:
         return int(text)
     raise UserError(f"--class {text} is neither a class index 0..{len(card.classes) - 1} nor a class name of this "
                     f"model (e.g. {card.classes[0]!r})")
-
-
-def seen_image(x: torch.Tensor, card: ModelCard) -> np.ndarray:
-    """A normalised (C, H, W) input back to what the model saw, in [0, 1]: (H, W) gray or (H, W, 3) colour."""
-    mean = torch.tensor(card.mean, dtype=x.dtype).view(-1, 1, 1)
-    std = torch.tensor(card.std, dtype=x.dtype).view(-1, 1, 1)
-    img = (x * std + mean).clamp(0, 1)
-    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
 
 
 # -------------------------------------------------------------------------------------------------------- drawing

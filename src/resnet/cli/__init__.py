@@ -23,6 +23,7 @@ COMMANDS = {  # name -> the line `resnet --help` shows for it
     "predict": "class probabilities for image files or folders",
     "export": "export a trained model to ONNX or OpenVINO (verified, optionally int8), TorchScript or safetensors",
     "explain": "Grad-CAM heatmaps: where the model looks for its class, per image and as one contact sheet",
+    "report": "write a run's report page again: curves, per-class accuracy, its most confident mistakes",
     "degradation": "the paper's experiment: plain vs residual nets of growing depth",
     "recipes": "list the shipped training recipes",
 }

@@ -32,16 +32,19 @@ class MemoryDataset:
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
+    files: list[str] | None = None  # each image's file, for a decoded image folder (the report names its mistakes)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> "MemoryDataset":
-        return MemoryDataset(self.images[index], self.labels[index], self.classes)
+        files = [self.files[i] for i in index.tolist()] if self.files is not None else None
+        return MemoryDataset(self.images[index], self.labels[index], self.classes, files)
 
     def subset_first(self, n: int) -> "MemoryDataset":
         """The first ``n`` examples (views, no copy)."""
-        return MemoryDataset(self.images[:n], self.labels[:n], self.classes)
+        return MemoryDataset(self.images[:n], self.labels[:n], self.classes,
+                             self.files[:n] if self.files is not None else None)
 
 
 def search_dirs(name: str, root: str | None) -> list[Path]:

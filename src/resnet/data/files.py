@@ -115,6 +115,7 @@ class FileLoader:
                  channels_last: bool = True):
         self.classes, self.batch_size, self.device, self.train = classes, batch_size, device, train
         self.world, self.channels_last = world, channels_last
+        self.files = [str(path) for path, _ in dataset.samples]  # in index order: the report names its mistakes
         self.sampler = _KeySampler(len(dataset), batch_size, train, seed, rank, world)
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
                                  pin_memory=device.type == "cuda", drop_last=train,

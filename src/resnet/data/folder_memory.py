@@ -59,7 +59,8 @@ def decode_folder(samples: list[tuple[str, int]], classes: list[str], mode: str,
         failed = list(pool.map(load, range(len(samples)), chunksize=256))
     bad = [f for f in failed if f is not None]
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    files = [str(path) for (path, _), f in zip(samples, failed) if f is None]
     if bad:
         keep = torch.tensor([f is None for f in failed])
         images, labels = images[keep], labels[keep]
-    return MemoryDataset(images, labels, list(classes)), bad
+    return MemoryDataset(images, labels, list(classes), files), bad

@@ -72,7 +72,7 @@ class MemoryLoader:
                  channels_last: bool = True):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
-        self.classes = data.classes
+        self.classes, self.files = data.classes, data.files  # files: see MemoryDataset
         self.batch_size, self.device, self.train = batch_size, device, train
         self.augment = augment if train else None
         self.seed, self.rank, self.world = seed, rank, world

@@ -6,13 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..config import Config
 from ..data import DataBundle
+from ..device import cpu_summary
 from ..evaluate import EvalResult
 from ..io import write_json
+from ..mistakes import Mistake
 from ..plots import plot_confusion, plot_curves  # (at start-up, which a budget measures, rather than in its finish)
+from ..report_page import REPORT, write_report
 from ..weights import ModelCard, save_model
 from .budget import BudgetKeeper
 from .log import final_table, format_duration, read_jsonl, scores
@@ -62,6 +66,7 @@ def results(cfg: Config, run: RunState, card: ModelCard, model: nn.Module, test:
         "train_minutes": train_seconds / 60, "device": run.device, "world_size": run.world_size,
         "precision": run.precision, "best_val_top1": run.best_top1, "test_seconds": test.seconds,
         "per_class": test.per_class(list(card.classes)),
+        "recipe": cfg.recipe, "machine": machine(run.device),
     }
     if keeper is not None:  # everything the budget covers: start-up, training, evaluations, final test
         out["budget"] = {"seconds": keeper.budget_s, "planned_steps": keeper.plan.steps, "steps": run.step,
@@ -69,9 +74,17 @@ def results(cfg: Config, run: RunState, card: ModelCard, model: nn.Module, test:
     return out
 
 
+def machine(device: str) -> str:
+    """The machine a run trained on, for its results: the GPU's name, or the CPU's with its instruction sets."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))} (CPU: {cpu_summary()})"
+    return cpu_summary()
+
+
 def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, test: EvalResult, test_name: str,
-                say=print) -> None:
-    """The run's final files (model, model card, results.json, curves.png, confusion.png) and its last lines."""
+                mistakes: list[list[Mistake]], say=print) -> None:
+    """The run's final files (model, model card, results.json, curves.png, confusion.png, report.html) and its last
+    lines."""
     save_model(model, card, run_dir)
     write_json(run_dir / "results.json", result)
     records = read_jsonl(run_dir / "metrics.jsonl")
@@ -87,4 +100,5 @@ def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, 
         b = result["budget"]
         say(f"budget {format_duration(b['seconds'])}: {b['steps']:,} steps (planned {b['planned_steps']:,}), "
             f"{format_duration(b['seconds_used'])} used to the end of the final test")
-    say(f"run directory: {run_dir} (confusion matrix: confusion.png)")
+    write_report(run_dir, mistakes, model, card)
+    say(f"run directory: {run_dir}\nreport page: {run_dir / REPORT}")

@@ -22,6 +22,7 @@ from ..data import build_data
 from ..device import resolve_device, resolve_precision
 from ..errors import UserError
 from ..evaluate import EvalResult, black_level, evaluate
+from ..mistakes import MistakeCollector, name_mistakes
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir, saved_config_file
 from . import distributed as dist
 from .budget import BudgetKeeper, plan_run, time_the_run
@@ -116,6 +117,7 @@ class Trainer:
         self.stop = StopFlag(self._say)
         self.last_checkpoint: Path | None = ckpt_path
         self._test_result: EvalResult | None = None  # the final test, when the last epoch's evaluation was it
+        self._mistakes: MistakeCollector | None = None  # gathered by the final test, for the report page
         self._t0, self._before = time.perf_counter(), self.state.train_seconds  # training time: from run() on
 
     def _time_pieces(self, budget_s: float) -> tuple[float, float, float]:
@@ -217,7 +219,7 @@ class Trainer:
                   "img_per_s": count / max(seconds, 1e-9), "seconds": seconds, "eval_seconds": None}
         last, result = self.ctx.step >= run.total_steps, None
         if last and self.data.val is None:  # the evaluation set is the test set: the final test is this evaluation
-            self._test_result = result = self._evaluate(self.data.test, tta=cfg.test_tta)
+            self._test_result = result = self._final_test()
             record["eval_tta"] = cfg.test_tta
         elif (epoch + 1) % cfg.eval_every == 0 or last:
             result = self._evaluate(self.data.eval_loader)
@@ -264,11 +266,13 @@ class Trainer:
     def _finish(self) -> RunResult:
         # Training time, evaluations included; the final test is not, even when the last epoch's evaluation was it.
         train_seconds = self._elapsed() - (self._test_result.seconds if self._test_result else 0.0)
-        test = self._test_result or self._evaluate(self.data.test, tta=self.cfg.test_tta)
+        test = self._test_result or self._final_test()
+        mistakes = name_mistakes(self._mistakes.mistakes(), self.data.test.files)  # (all processes gather)
         self.state.step = self.ctx.step
         result = results(self.cfg, self.state, self.card, self.model, test, train_seconds, self.keeper)
         if self.env.is_main:
-            write_final(self.run_dir, self._eval_model(), self.card, result, test, self.data.test_name, self._say)
+            write_final(self.run_dir, self._eval_model(), self.card, result, test, self.data.test_name, mistakes,
+                        self._say)
             self.state.save(self.run_dir)
         self.logger.close()
         dist.barrier()
@@ -283,6 +287,12 @@ class Trainer:
 
     def _evaluate(self, loader, tta: str = "none") -> EvalResult:
         return self.evaluate(self._eval_model(), loader.epoch(0), tta=tta)
+
+    def _final_test(self) -> EvalResult:
+        """The test of the final model, which also gathers its most confident mistakes for the report page."""
+        self._mistakes = MistakeCollector(len(self.data.classes), rank=self.env.rank, world=self.env.world)
+        return self.evaluate(self._eval_model(), self.data.test.epoch(0), tta=self.cfg.test_tta,
+                             observe=self._mistakes)
 
 
 def train(cfg: Config, resume: str | Path | None = None, log=print, started: float | None = None) -> RunResult:
