@@ -260,7 +260,7 @@ def main() -> int:
     else:
         rows.append(resnet50_speed(device, precision, batch, size, steps, compiled=True, peak=peak))
     # The default recipe, timed against 5,000 held-out validation images evaluated at every epoch (the recipe itself
-    # trains on all 60,000 and evaluates every 3rd epoch): the conditions the README's GPU table was measured in.
+    # trains on all 60,000 and evaluates every 3rd epoch): the conditions docs/speed.md's GPU table was measured in.
     timing = ["--set", "eval_every=1", "--set", "data.val_split=" + ("512" if quick else "5000")]
     # Quick: 40 s leaves room for one epoch of 8 steps while the suite's other tests share the CPU (25 s did not, once
     # the final test took six TTA views).

@@ -1,5 +1,5 @@
 """The layers point one way: a test walks every module's imports (with ast) and fails when a lower layer imports a
-higher one. The picture is in README's Development section."""
+higher one. The picture is in docs/architecture.md."""
 
 from __future__ import annotations
 

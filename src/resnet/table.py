@@ -1,4 +1,4 @@
-"""Plain-text tables in Markdown pipe syntax: readable in a terminal and pasteable into the README."""
+"""Plain-text tables in Markdown pipe syntax: readable in a terminal and pasteable into Markdown docs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Which backend and precision `resnet predict` runs a model in: the one asked for, or (``auto``) the fastest this
-CPU and the files at hand allow, by the order infer_speed.py measured (README, "Fast inference on CPUs")."""
+CPU and the files at hand allow, by the order infer_speed.py measured (docs/speed.md, "Inference speed on a CPU")."""
 
 from __future__ import annotations
 

@@ -34,8 +34,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """``resnet``'s parser: every command with its help line, and the arguments and handler of ``command`` (whose
     module this imports)."""
     parser = argparse.ArgumentParser(prog="resnet", description=__doc__.splitlines()[0],
-                                     epilog="Run `resnet COMMAND --help` for a command's options; the README has "
-                                            "the quick start and every recipe.")
+                                     epilog="Run `resnet COMMAND --help` for a command's options and `resnet "
+                                            "recipes` for the recipes; the README has the quick start.")
     parser.add_argument("--version", action="version", version=f"resnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, line in COMMANDS.items():
