@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet.mistakes import MistakeCollector, name_mistakes
-from resnet.report_page import REPORT, write_report
+from resnet.mistakes import Mistake, MistakeCollector, with_images
+from resnet.report_page import GALLERY_CLASSES, REPORT, gallery_classes, write_report
 
 from .conftest import require_module, run_cli
 
@@ -22,16 +22,31 @@ SCREENSHOTS = os.environ.get("RESNET_SCREENSHOTS")  # a folder to keep the scree
 def test_the_collector_keeps_the_most_confident_mistakes_of_each_class_with_their_place_in_the_set():
     probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.05, 0.95]])
     labels = torch.tensor([1, 0, 0, 1, 0])  # wrong: 0 (true 1, 0.9), 1 (0.8), 2 (0.7), 3 (0.6), 4 (0.95)
-    images = torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1)
+    images = torch.zeros(5, 1, 1, 1)
     collector = MistakeCollector(2, per_class=2, rank=1, world=2)  # this process evaluates images 1, 3, 5, ...
     collector(images[:3], labels[:3], probs[:3])
     collector(images[3:], labels[3:], probs[3:])
     kept = collector.mistakes()
     assert [(m.index, m.predicted, round(m.confidence, 2)) for m in kept[0]] == [(9, 1, 0.95), (3, 1, 0.8)]
     assert [(m.index, m.true) for m in kept[1]] == [(1, 1), (7, 1)]
-    assert kept[0][0].image.item() == 4.0  # the image itself, as evaluated
-    named = name_mistakes(kept, [f"/data/val/{c}/{i}.png" for i, c in enumerate("ab" * 5)])
+
+    class Loader:  # the whole test set, as the loaders of every process hold it
+        files = [f"/data/val/{c}/{i}.png" for i, c in enumerate("ab" * 5)]
+
+        def example(self, index):
+            return torch.full((1, 2, 2), float(index))
+
+    named = with_images(kept, Loader())
+    assert named[0][0].image.flatten().tolist() == [9.0] * 4  # read back from the loader by its place in the set
     assert named[0][0].name == "b/9.png" and named[1][0].name == "b/1.png"
+
+
+def test_the_gallery_of_many_classes_shows_those_of_lowest_accuracy():
+    mistakes = [[Mistake(k, k, (k + 1) % 40, 0.9)] for k in range(40)]
+    per_class = [{"class": str(k), "accuracy": 100.0 - k, "count": 10} for k in range(40)]
+    shown, dropped = gallery_classes(mistakes, per_class)
+    assert dropped == 40 - GALLERY_CLASSES
+    assert [k for k, kept in enumerate(shown) if kept] == list(range(40 - GALLERY_CLASSES, 40))
 
 
 def test_a_run_writes_its_report_with_the_gallery(trained_run):

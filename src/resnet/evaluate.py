@@ -140,7 +140,7 @@ class Evaluation:
     card: ModelCard
     data: str
     tta: str
-    files: list[str] | None = None  # the test set's files in order (None: a data set held in arrays)
+    loader: object = None  # the test set's loader: its examples and files (see resnet.mistakes.with_images)
 
     def to_dict(self) -> dict:
         r = self.result
@@ -202,4 +202,4 @@ def evaluate_on_test_set(model: nn.Module, card: ModelCard, source: str, data: s
     result = evaluate(model, loader.epoch(0), device=device, precision=precision, num_classes=len(card.classes),
                       tta=tta, input_size=tuple(card.input_size[1:]), fill=black_level(card.mean, card.std),
                       observe=observe)
-    return Evaluation(result, card, data, tta, getattr(loader, "files", None))
+    return Evaluation(result, card, data, tta, loader)

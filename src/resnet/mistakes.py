@@ -1,5 +1,6 @@
 """The test images a model got most confidently wrong, per true class: gathered while a test pass runs (the final test
-of a run, or `resnet report`'s own pass), so that the report page can show them without a second pass."""
+of a run, or `resnet report`'s own pass), so that the report page can show them without a second pass. Only their
+places in the test set are kept while the pass runs; the few images shown are read back from the loader after it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class Mistake:
     true: int
     predicted: int
     confidence: float  # the model's probability of the class it predicted
-    image: torch.Tensor  # (C, H, W) float32 on the CPU, normalised: exactly what the model saw
+    image: torch.Tensor | None = None  # (C, H, W) float32 on the CPU, normalised: exactly what the model saw
     name: str | None = None  # its file (class folder/file name), where the test set is a folder
 
 
@@ -38,11 +39,9 @@ class MistakeCollector:
         start, self.seen = self.seen, self.seen + len(labels)
         if len(wrong) == 0:
             return
-        pictures = images[wrong].float().cpu()
-        for row, i in enumerate(wrong.tolist()):
-            true = int(labels[i])
-            self.kept[true].append(Mistake(self.rank + self.world * (start + i), true, int(predicted[i]),
-                                           float(confidence[i]), pictures[row]))
+        rows = torch.stack([wrong, labels[wrong], predicted[wrong]], 1).tolist()
+        for (i, true, guess), conf in zip(rows, confidence[wrong].tolist()):
+            self.kept[true].append(Mistake(self.rank + self.world * (start + i), true, guess, conf))
             if len(self.kept[true]) > 2 * self.per_class:  # prune now and then, not at every image
                 self.kept[true] = self._top(self.kept[true])
 
@@ -60,11 +59,13 @@ class MistakeCollector:
         return [self._top(per_class) for per_class in kept]
 
 
-def name_mistakes(mistakes: list[list[Mistake]], files: list[str] | None) -> list[list[Mistake]]:
-    """Give each mistake the file it came from (``files``: the test set's files in order; None for data sets held in
-    arrays, whose images have no name)."""
-    if files:
-        for kept in mistakes:
-            for m in kept:
+def with_images(mistakes: list[list[Mistake]], loader) -> list[list[Mistake]]:
+    """Give each mistake its image, read back from the test ``loader`` (``loader.example(index)``: preprocessed as
+    in the test), and its file name where the test set is a folder (``loader.files``)."""
+    files = getattr(loader, "files", None)
+    for kept in mistakes:
+        for m in kept:
+            m.image = loader.example(m.index).float().cpu()
+            if files:
                 m.name = "/".join(Path(files[m.index]).parts[-2:])  # class folder/file name
     return mistakes

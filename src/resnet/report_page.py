@@ -27,13 +27,15 @@ from . import __version__
 from .errors import UserError
 from .gradcam import gradcam, seen_image
 from .io import write_text
-from .mistakes import Mistake, MistakeCollector, name_mistakes
+from .mistakes import Mistake, MistakeCollector, with_images
 from .runs import run_dir_of
 from .weights import ModelCard
 from .weights.card import card_beside
 
 REPORT = "report.html"
 GRADCAM_COUNT = 6  # mistakes explained with Grad-CAM: the most confident ones over all classes
+GALLERY_CLASSES = 30  # at most this many classes in the gallery (those with the lowest accuracy), so that the page
+#                       of a 1000-class run stays a page
 THUMB = 100  # display size of a gallery image in CSS pixels (small images are scaled up, pixelated)
 
 STYLE = """
@@ -59,12 +61,13 @@ code{background:#f6f8fa;padding:.1em .3em;border-radius:3px}
 # ------------------------------------------------------------------------------------------------- the page
 
 
-def write_report(run_dir: str | Path, mistakes: list[list[Mistake]] | None = None, model: nn.Module | None = None,
-                 card: ModelCard | None = None, gallery_note: str | None = None, out: str | Path | None = None
-                 ) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) from the run's files (results.json, config.yaml, run.json, model.json, curves.png,
-    confusion.png) and the ``mistakes`` of its final test (per true class, most confident first; None: the gallery
-    says ``gallery_note`` instead). ``model``, when given, draws Grad-CAM of the most confident mistakes."""
+def write_report(run_dir: str | Path, mistakes: list[list[Mistake]] | None = None, loader=None,
+                 model: nn.Module | None = None, card: ModelCard | None = None, gallery_note: str | None = None,
+                 out: str | Path | None = None) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) from the run's files (results.json, config.yaml, run.json,
+    model.json, curves.png, confusion.png) and the ``mistakes`` of its final test (per true class, most confident
+    first), whose images are read back from the test ``loader``; without them the gallery says ``gallery_note``.
+    ``model``, when given, draws Grad-CAM of the most confident mistakes."""
     run_dir = Path(run_dir)
     results = _read_json(run_dir / "results.json")
     card = card or card_beside(run_dir / "model.safetensors")
@@ -75,10 +78,12 @@ def write_report(run_dir: str | Path, mistakes: list[list[Mistake]] | None = Non
              "<h2>Per-class accuracy</h2>", _per_class(results.get("per_class", [])),
              "<h2>Confusion matrix</h2>", _figure(run_dir / "confusion.png", "confusion matrix"),
              "<h2 id=\"mistakes\">Most confidently wrong</h2>"]
-    if mistakes is None:
+    if mistakes is None or loader is None:
         parts.append(f"<p class=\"muted\">{_e(gallery_note or 'No gallery: the mistakes were not gathered.')}</p>")
     else:
-        parts.append(_gallery(mistakes, classes, card))
+        mistakes, dropped = gallery_classes(mistakes, results.get("per_class", []))
+        mistakes = with_images(mistakes, loader)
+        parts.append(_gallery(mistakes, classes, card, dropped))
         parts.append(_gradcam_section(mistakes, classes, card, model))
     parts.append(f"<footer><p class=\"muted\">Written by resnet {_e(__version__)} on "
                  f"{datetime.date.today().isoformat()}. <code>resnet report {_e(str(run_dir))}</code> writes it "
@@ -138,11 +143,24 @@ def _per_class(per_class: list[dict]) -> str:
             "<th class=\"num\">accuracy</th><th></th></tr>" + "".join(rows) + "</table>")
 
 
-def _gallery(mistakes: list[list[Mistake]], classes: list[str], card: ModelCard) -> str:
+def gallery_classes(mistakes: list[list[Mistake]], per_class: list[dict]) -> tuple[list[list[Mistake]], int]:
+    """The mistakes of at most :data:`GALLERY_CLASSES` classes, those of lowest accuracy (the others emptied), and
+    how many classes with mistakes were left out."""
+    erring = [k for k, kept in enumerate(mistakes) if kept]
+    if len(erring) <= GALLERY_CLASSES:
+        return mistakes, 0
+    accuracy = {k: row["accuracy"] for k, row in enumerate(per_class)}
+    shown = set(sorted(erring, key=lambda k: (accuracy.get(k, 0.0), k))[:GALLERY_CLASSES])
+    return [kept if k in shown else [] for k, kept in enumerate(mistakes)], len(erring) - len(shown)
+
+
+def _gallery(mistakes: list[list[Mistake]], classes: list[str], card: ModelCard, dropped: int = 0) -> str:
     if not any(mistakes):
         return "<p>The model got every test image right: there is nothing to show here.</p>"
+    more = (f" The {GALLERY_CLASSES} classes of lowest accuracy are shown; {dropped} more classes with mistakes are "
+            f"not." if dropped else "")
     parts = ["<p class=\"muted\">For each true class, the test images the model got wrong with the highest "
-             "confidence, as the model saw them (after resizing and cropping).</p>"]
+             f"confidence, as the model saw them (after resizing and cropping).{more}</p>"]
     for k, kept in enumerate(mistakes):
         if not kept:
             continue
@@ -172,9 +190,13 @@ def _gradcam_section(mistakes: list[list[Mistake]], classes: list[str], card: Mo
     batch = torch.stack([m.image for m in worst]).to(device)
     was_training = model.training
     model.eval()
-    cams_predicted = gradcam(model, batch, [m.predicted for m in worst]).cpu().numpy()
-    cams_true = gradcam(model, batch, [m.true for m in worst]).cpu().numpy()
-    model.train(was_training)
+    try:
+        cams_predicted = gradcam(model, batch, [m.predicted for m in worst]).cpu().numpy()
+        cams_true = gradcam(model, batch, [m.true for m in worst]).cpu().numpy()
+    except UserError as exc:  # a model Grad-CAM cannot read: the page says so, the rest of it stands
+        return head + f"<p class=\"muted\">No Grad-CAM: {_e(str(exc))}.</p>"
+    finally:
+        model.train(was_training)
     parts = [head, "<p class=\"muted\">The most confident mistakes: the image, then the Grad-CAM (Selvaraju et al. "
                    "2017) of the class the model predicted and of the true class, at its last feature map.</p>",
              "<div class=\"gallery cam\">"]
@@ -209,8 +231,12 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarra
 
 
 def _png(pixels: np.ndarray) -> str:
+    """An inlined PNG, at most twice the gallery's display size (sharp on high-density screens, small in the page)."""
+    image = Image.fromarray(pixels)
+    if max(image.size) > 2 * THUMB:
+        image.thumbnail((2 * THUMB, 2 * THUMB), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -276,10 +302,10 @@ def report_run(run: str | Path, out: str | Path | None = None, data_root: str | 
     try:
         evaluation = evaluate_on_test_set(model, card, str(run_dir), None, data_root, run_test_tta(run_dir),
                                           batch_size, dev, resolve_precision(precision, dev), observe=collector)
-        mistakes = name_mistakes(collector.mistakes(), evaluation.files)
+        mistakes, loader = collector.mistakes(), evaluation.loader
         log(f"evaluated {evaluation.result.count:,} test images again: top-1 {evaluation.result.top1:.2f}%")
     except UserError as exc:
-        mistakes, note = None, f"No gallery: the test set could not be read ({exc})."
+        mistakes, loader, note = None, None, f"No gallery: the test set could not be read ({exc})."
         log(f"warning: {note}")
-    return write_report(run_dir, mistakes, model, card, gallery_note=note, out=out)
+    return write_report(run_dir, mistakes, loader, model, card, gallery_note=note, out=out)
 

@@ -131,6 +131,13 @@ class FileLoader:
             return steps_per_epoch(len(self.loader.dataset), self.batch_size, self.world)
         return math.ceil(len(self.sampler) / self.batch_size)
 
+    def example(self, index: int) -> torch.Tensor:
+        """Example ``index`` of the set through the loader's transform (of epoch 0): what evaluation sees."""
+        try:
+            return self.loader.dataset[(0, index)][0]
+        except UserError as exc:
+            raise _unwrapped(exc) from None
+
     def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.epoch, self.sampler.start_step = epoch, start_step
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -96,6 +96,10 @@ class MemoryLoader:
         x = images.float() * self.scale - self.shift
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
 
+    def example(self, index: int) -> torch.Tensor:
+        """Example ``index`` of the set as evaluation sees it: normalised (C, H, W), on the loader's device."""
+        return self._normalize(self.images[index:index + 1])[0]
+
     def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.train:
             index = eval_indices(len(self.labels), self.rank, self.world).to(self.device)

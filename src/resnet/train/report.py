@@ -82,9 +82,9 @@ def machine(device: str) -> str:
 
 
 def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, test: EvalResult, test_name: str,
-                mistakes: list[list[Mistake]], say=print) -> None:
-    """The run's final files (model, model card, results.json, curves.png, confusion.png, report.html) and its last
-    lines."""
+                mistakes: list[list[Mistake]], test_loader, say=print) -> None:
+    """The run's final files (model, model card, results.json, curves.png, confusion.png, report.html with the
+    final test's ``mistakes``, read back from ``test_loader``) and its last lines."""
     save_model(model, card, run_dir)
     write_json(run_dir / "results.json", result)
     records = read_jsonl(run_dir / "metrics.jsonl")
@@ -100,5 +100,5 @@ def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, 
         b = result["budget"]
         say(f"budget {format_duration(b['seconds'])}: {b['steps']:,} steps (planned {b['planned_steps']:,}), "
             f"{format_duration(b['seconds_used'])} used to the end of the final test")
-    write_report(run_dir, mistakes, model, card)
+    write_report(run_dir, mistakes, test_loader, model, card)
     say(f"run directory: {run_dir}\nreport page: {run_dir / REPORT}")

@@ -22,7 +22,7 @@ from ..data import build_data
 from ..device import resolve_device, resolve_precision
 from ..errors import UserError
 from ..evaluate import EvalResult, black_level, evaluate
-from ..mistakes import MistakeCollector, name_mistakes
+from ..mistakes import MistakeCollector
 from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir, saved_config_file
 from . import distributed as dist
 from .budget import BudgetKeeper, plan_run, time_the_run
@@ -267,12 +267,12 @@ class Trainer:
         # Training time, evaluations included; the final test is not, even when the last epoch's evaluation was it.
         train_seconds = self._elapsed() - (self._test_result.seconds if self._test_result else 0.0)
         test = self._test_result or self._final_test()
-        mistakes = name_mistakes(self._mistakes.mistakes(), self.data.test.files)  # (all processes gather)
+        mistakes = self._mistakes.mistakes()  # (all processes gather)
         self.state.step = self.ctx.step
         result = results(self.cfg, self.state, self.card, self.model, test, train_seconds, self.keeper)
         if self.env.is_main:
             write_final(self.run_dir, self._eval_model(), self.card, result, test, self.data.test_name, mistakes,
-                        self._say)
+                        self.data.test, self._say)
             self.state.save(self.run_dir)
         self.logger.close()
         dist.barrier()
