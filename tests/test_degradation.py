@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from resnet.experiments.grid import plan
 from resnet.experiments.planning import cell_seconds
 from resnet.experiments.profiles import PROFILES
 from resnet.experiments.responses import layer_response_std, layers_3x3
-from resnet.experiments.verdicts import margin_verdict, order_verdict, response_verdicts, verdicts
+from resnet.experiments.verdicts import (cure_verdict, margin_verdict, order_verdict, response_verdicts, verdict_lines,
+                                        verdicts)
 from resnet.models import create_model
 
 TRAIN_LIMIT = 384
@@ -77,6 +79,39 @@ def test_margin_verdict_against_twice_the_larger_std():
     assert margin_verdict(wrong_way, "resnet", rising=False)["answer"] == "no"
     one_seed = [row("plain20", 10.0, seeds=1), row("plain56", 30.0, seeds=1)]
     assert margin_verdict(one_seed, "plain", rising=True)["answer"] == "n/a"
+
+
+def test_cure_verdict_needs_every_gap_beyond_the_spread_and_no_residual_net_worse_than_the_shallowest():
+    table = [row("plain20", 11.5, 0.5), row("plain56", 24.2, 2.0), row("resnet20", 11.0, 0.4),
+             row("resnet56", 11.1, 1.1), row("plain32", 15.4, 0.9), row("resnet32", 10.9, 0.3)]
+    cure = cure_verdict(table)
+    assert cure["answer"] == "yes"
+    assert cure["evidence"] == ("plain32 - resnet32 = 4.50 > 2 x 0.90; plain56 - resnet56 = 13.10 > 2 x 2.00; "
+                                "resnet32 - resnet20 = -0.10 <= 2 x 0.40; resnet56 - resnet20 = 0.10 <= 2 x 1.10")
+    # a spread wider than the gap: the residual net is better on average, but not beyond its seeds' spread
+    wide = [r if r["net"] != "plain56" else row("plain56", 14.0, 1.5) for r in table]
+    assert cure_verdict(wide)["answer"] == "no" and "plain56 - resnet56 = 2.90 <= 2 x 1.50" in cure_verdict(wide)[
+        "evidence"]
+    # a deep residual net worse than ResNet-20 by more than twice the spread is no cure, whatever its plain twin
+    worse = [r if r["net"] != "resnet56" else row("resnet56", 13.0, 0.3) for r in table]
+    assert cure_verdict(worse)["answer"] == "no" and "resnet56 - resnet20 = 2.00 > 2 x 0.40" in cure_verdict(worse)[
+        "evidence"]
+    one_seed = [row(n, e, seeds=1) for n, e in (("plain20", 11), ("plain110", 60), ("resnet20", 11),
+                                                  ("resnet110", 9))]
+    assert cure_verdict(one_seed)["answer"] == "n/a"
+
+
+def test_a_residual_ordering_not_found_says_the_budget_it_was_tested_at():
+    table = [row("plain20", 11.5, 0.5), row("plain56", 24.2, 2.0), row("resnet20", 11.0, 0.4),
+             row("resnet56", 11.1, 1.1)]
+    found = verdicts(table, iterations=700)
+    assert found["residual_order"]["answer"] == "no"
+    assert found["residual_order"]["budget"] == ("tested at 700 iterations per cell; the paper's ordering comes from "
+                                                 "64,000")
+    assert "budget" not in found["plain_order"]  # a "yes" needs no budget
+    line = verdict_lines({"residual_order": found["residual_order"]})[0]
+    assert line.endswith("(resnet20 11.00 < resnet56 11.10); tested at 700 iterations per cell; the paper's ordering "
+                         "comes from 64,000")
 
 
 def test_response_verdicts_on_known_numbers():
@@ -359,6 +394,32 @@ def test_tiny_study_numbers_figures_tables_and_reruns(tmp_path, capsys):
     assert by_net["plain56"] == results["nets"][1]  # from the cached analysis.json and the untouched run
     assert again["gradients"]["plain56"] == grads["plain56"]
     assert again["invocations"] == 2 and again["wall_minutes"] > results["wall_minutes"]  # sittings add up
+
+    # --tables-only: the means and verdicts again from results.json's cached numbers alone (no run directory needed)
+    text = (out / "results.md").read_text()
+    for run_dir in out.glob("*-seed0"):
+        shutil.rmtree(run_dir)
+    code, stdout, stderr = main_cli(["degradation", "--out", str(out), "--tables-only"], capsys)
+    assert code == 0, stderr[-3000:]
+    assert (out / "results.md").read_text() == text and json.loads((out / "results.json").read_text()) == again
+
+
+def test_very_deep_nets_first_steps_on_the_same_batches(tmp_path, capsys):
+    """The very-deep experiment end to end on the shallowest pair (the same code trains plain-1202 and ResNet-1202):
+    both nets see the same batches, every stage has a gradient norm, and the tables say what was measured."""
+    out = tmp_path / "deep"
+    code, stdout, stderr = main_cli(["degradation", "--very-deep", "20", "--steps", "12", "--batch-size", "8",
+                                     "--out", str(out)], capsys)
+    assert code == 0, stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    plain, residual = results["nets"]
+    assert (plain["net"], residual["net"]) == ("plain20", "resnet20") and results["lr"] == pytest.approx(0.1 / 16)
+    assert len(plain["loss"]) == len(residual["loss"]) == 12 and plain["parameters"] == residual["parameters"]
+    assert list(plain["stage_norms"]) == ["layer1", "layer2", "layer3"]
+    assert all(0 < v < math.inf for n in (plain, residual) for v in n["stage_norms"].values())
+    assert results["learns_where_plain_does_not"] == ("yes" if residual["learns"] and not plain["learns"] else "no")
+    assert (out / "very_deep.png").stat().st_size > 10_000
+    assert "| plain20  |" in (out / "results.md").read_text() and "figure: " in stdout
 
 
 def test_a_killed_study_resumes_where_it_stopped(tmp_path, capsys):

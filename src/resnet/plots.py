@@ -166,3 +166,33 @@ def plot_gradients(nets: dict[str, dict], path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
+    """Very deep nets: training loss over the first steps (left; a running mean over 10 steps) and each stage's
+    gradient norm at initialisation (right, log scale). ``nets``: ``net``, ``loss`` (per step), ``stage_norms``."""
+    fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for net in nets:
+        plain = net["net"].startswith("plain")
+        style = {"ls": "--" if plain else "-", "color": "tab:red" if plain else "tab:blue", "label": net["net"]}
+        loss = np.asarray(net["loss"])
+        if len(loss):  # (none where the loss was not finite from the first step)
+            window = min(10, len(loss))
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            ax_loss.plot(range(window, len(loss) + 1), smooth, lw=1.6, **style)
+        stages = list(net["stage_norms"])
+        ax_grad.plot(stages, [net["stage_norms"][s] for s in stages], marker="o", lw=1.6, **style)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss (running mean of 10 steps)")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
+    ax_grad.set_yscale("log")
+    ax_grad.set_xlabel("stage (input side first)")
+    ax_grad.set_ylabel("mean |dL/dW| of its 3x3 layers at initialisation")
+    ax_grad.grid(alpha=0.3, which="both")
+    ax_grad.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

@@ -20,16 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
 from . import __version__
+from .device import resolve_device, resolve_precision
 from .errors import UserError
+from .evaluate import evaluate_on_test_set, run_test_tta
 from .gradcam import gradcam, seen_image
 from .io import write_text
 from .mistakes import Mistake, MistakeCollector, with_images
 from .runs import run_dir_of
-from .weights import ModelCard
+from .weights import ModelCard, load_model_and_card
 from .weights.card import card_beside
 
 REPORT = "report.html"
@@ -224,8 +227,6 @@ def seen(image: torch.Tensor, card: ModelCard) -> np.ndarray:
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """A [0, 1] heatmap in the turbo colour map over an (H, W, 3) uint8 image, as `resnet explain` draws it."""
-    from matplotlib import colormaps
-
     heat = colormaps["turbo"](cam)[..., :3] * 255
     return ((1 - alpha) * image + alpha * heat).round().clip(0, 255).astype(np.uint8)
 
@@ -286,13 +287,9 @@ def _read_yaml(path: Path) -> dict:
 
 def report_run(run: str | Path, out: str | Path | None = None, data_root: str | None = None, device: str = "auto",
                precision: str = "auto", batch_size: int = 256, log=print) -> Path:
-    """Write ``report.html`` of the finished run ``run`` again (or ``out``): its model is evaluated on its test set (with the TTA
-    of its own final test) to gather the mistakes; when that set cannot be read, the page says why and has no
-    gallery."""
-    from .device import resolve_device, resolve_precision
-    from .evaluate import evaluate_on_test_set, run_test_tta
-    from .weights import load_model_and_card
-
+    """Write ``report.html`` of the finished run ``run`` again (or ``out``): its model is evaluated on its test set
+    (with the TTA of its own final test) to gather the mistakes; when that set cannot be read, the page says why and
+    has no gallery."""
     run_dir = run_dir_of(run)
     _read_json(run_dir / "results.json")  # a finished run, or one clear sentence
     dev = resolve_device(device)

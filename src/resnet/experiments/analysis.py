@@ -162,11 +162,12 @@ def net_gradients(cells: list[CellResult]) -> dict[str, dict]:
     return nets
 
 
-def aggregate(cells: list[CellResult]) -> dict:
-    """Mean ± std per net over seeds and the Figure 6 verdicts; Figure 7's responses and their verdicts; the
-    gradient-flow table."""
+def aggregate(cells: list[CellResult], iterations: int | None = None) -> dict:
+    """Mean ± std per net over seeds and the Figure 6 verdicts (``iterations``: each cell's training length, which
+    a residual ordering not found is reported with); Figure 7's responses and their verdicts; the gradient-flow
+    table."""
     table = net_table(cells)
-    out = {"nets": table, "verdicts": verdicts(table)}
+    out = {"nets": table, "verdicts": verdicts(table, iterations)}
     if all(c.responses for c in cells):
         responses = net_responses(cells)
         out.update(responses=responses, response_verdicts=response_verdicts(responses))

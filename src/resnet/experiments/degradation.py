@@ -18,6 +18,7 @@ from typing import Callable
 from ..config import to_dict
 from ..device import cpu_summary
 from ..errors import UserError
+from ..models import create_model
 from ..train.log import format_duration
 from .analysis import CellResult, aggregate, analyse
 from .cells import run_cell
@@ -79,10 +80,31 @@ def degradation(profile: str = "default", data: str | None = None, depths: list[
     log(describe_plan(cells))
     out.mkdir(parents=True, exist_ok=True)
     found = run_study(cells, log)
-    summary = aggregate(found)
+    summary = aggregate(found, cells[0].cfg.iterations)
     meta = study_meta(profile, out, cells, found)
     draw_figures(out, cells, summary, meta["data"])
     meta.update(sittings(out, started))
+    write_results(out, found, summary, meta)
+    log((out / "results.md").read_text())
+    return {**meta, **summary}
+
+
+def rewrite_results(out: str | Path, log: Callable = _print) -> dict:
+    """Recompute the means and verdicts of the study in ``out`` from the cells' numbers cached in its results.json
+    and write results.md and results.json again: no training, no analysis, the figures as they are (a new verdict
+    applied to a committed study)."""
+    out = Path(out)
+    try:
+        saved = json.loads((out / "results.json").read_text())
+        found = [CellResult(**run) for run in saved["runs"]]
+        for cell in found:  # studies of an earlier version cached the gradient norms without the stage names
+            if cell.gradients and "stages" not in cell.gradients:
+                cell.gradients["stages"] = create_model(cell.net).stage_names
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{out} has no readable results.json of a degradation study ({exc}); run the study there "
+                        f"first") from None
+    summary = aggregate(found, saved.get("iterations"))
+    meta = {k: v for k, v in saved.items() if k not in summary and k not in ("runs", "verdicts")}
     write_results(out, found, summary, meta)
     log((out / "results.md").read_text())
     return {**meta, **summary}

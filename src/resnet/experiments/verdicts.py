@@ -10,6 +10,7 @@ from itertools import pairwise
 
 YES, NO, NOT_MEASURED = "yes", "no", "n/a"
 KINDS = {"plain": "plain", "resnet": "residual"}
+PAPER_ITERATIONS = 64_000  # the paper's CIFAR schedule (Sec. 4.2), behind Fig. 6's ordering of the residual nets
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -75,13 +76,55 @@ def margin_verdict(table: list[dict], kind: str, rising: bool) -> dict:
                          else "one seed: no spread to compare the gap with")}
 
 
-def verdicts(table: list[dict]) -> dict:
+def cure_verdict(table: list[dict]) -> dict:
+    """Residual learning cures degradation: at every depth above the shallowest, the residual net's training error
+    is below its plain twin's by more than twice the larger of their standard deviations, and no residual net is worse
+    than the shallowest residual net by more than twice the larger of theirs. With one seed: "n/a"."""
+    plain = {r["depth"]: r for r in _rows(table, "plain")}
+    residual = _rows(table, "resnet")
+    base, deeper = residual[0], [r for r in residual[1:] if r["depth"] in plain]
+    if not deeper:
+        raise ValueError("the cure verdict needs a plain/residual pair deeper than the shallowest residual net")
+    claim = (f"residual learning cures degradation: at every depth above {base['depth']} the residual net trains "
+             f"better than its plain twin by more than twice the larger standard deviation, and no residual net is "
+             f"worse than {base['net']} by more than that")
+    seeds = min(r["seeds"] for r in [base, *deeper, *(plain[r["depth"]] for r in deeper)])
+    if seeds < 2:
+        return {"answer": NOT_MEASURED, "claim": claim, "seeds": seeds,
+                "evidence": "one seed: no spread to compare the gaps with"}
+    checks, evidence = [], []
+    for r in deeper:
+        twin = plain[r["depth"]]
+        gap, spread = twin["train_error"] - r["train_error"], max(twin["train_error_std"], r["train_error_std"])
+        checks.append(gap > 2 * spread)
+        evidence.append(f"{twin['net']} - {r['net']} = {gap:.2f} {'>' if gap > 2 * spread else '<='} "
+                        f"2 x {spread:.2f}")
+    for r in deeper:
+        excess, spread = r["train_error"] - base["train_error"], max(r["train_error_std"], base["train_error_std"])
+        checks.append(excess <= 2 * spread)
+        evidence.append(f"{r['net']} - {base['net']} = {excess:.2f} {'<=' if excess <= 2 * spread else '>'} "
+                        f"2 x {spread:.2f}")
+    return {"answer": YES if all(checks) else NO, "claim": claim, "seeds": seeds, "evidence": "; ".join(evidence)}
+
+
+def budget_note(verdict: dict, iterations: int | None) -> dict:
+    """A residual-ordering verdict that is not "yes" says at what budget it was tested and what the paper used: in
+    a few hundred iterations the deeper residual nets have not caught up yet."""
+    if verdict["answer"] != YES and iterations:
+        verdict["budget"] = (f"tested at {iterations:,} iterations per cell; the paper's ordering comes from "
+                             f"{PAPER_ITERATIONS:,}")
+    return verdict
+
+
+def verdicts(table: list[dict], iterations: int | None = None) -> dict:
     """Figure 6's findings, in the mean over seeds: plain nets order worse with depth and residual nets better,
-    each with a 20-vs-deepest margin beyond the seed spread."""
+    each with a shallowest-vs-deepest margin beyond the seed spread, and residual learning curing the degradation.
+    ``iterations``: each cell's training length, which a "no" for the residual ordering is reported with."""
     return {"plain_order": order_verdict(table, "plain", rising=True),
-            "residual_order": order_verdict(table, "resnet", rising=False),
+            "residual_order": budget_note(order_verdict(table, "resnet", rising=False), iterations),
             "plain_margin": margin_verdict(table, "plain", rising=True),
-            "residual_margin": margin_verdict(table, "resnet", rising=False)}
+            "residual_margin": budget_note(margin_verdict(table, "resnet", rising=False), iterations),
+            "residual_cures": cure_verdict(table)}
 
 
 def response_verdicts(responses: dict[str, dict]) -> dict:
@@ -108,4 +151,5 @@ def response_verdicts(responses: dict[str, dict]) -> dict:
 
 def verdict_lines(found: dict) -> list[str]:
     """One Markdown bullet per verdict: the claim, the answer in bold, the numbers it came from."""
-    return [f"- {v['claim'][0].upper()}{v['claim'][1:]}: **{v['answer']}** ({v['evidence']})" for v in found.values()]
+    return [f"- {v['claim'][0].upper()}{v['claim'][1:]}: **{v['answer']}** ({v['evidence']})"
+            + (f"; {v['budget']}" if v.get("budget") else "") for v in found.values()]

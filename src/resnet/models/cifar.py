@@ -31,5 +31,5 @@ def _add(name: str, depth: int, plain: bool) -> None:
 
 for _depth in (14, 20, 32, 44, 56, 110, 1202):
     _add(f"resnet{_depth}", _depth, plain=False)
-for _depth in (14, 20, 32, 44, 56, 110):
+for _depth in (14, 20, 32, 44, 56, 110, 1202):  # plain-1202: the twin of the paper's 1202-layer net
     _add(f"plain{_depth}", _depth, plain=True)
