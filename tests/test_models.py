@@ -31,7 +31,7 @@ PREACT_PARAMS = {
     "preact_resnet20": 272_282, "preact_resnet56": 855_578, "preact_resnet110": 1_730_522,
     "preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706,
 }
-TOO_BIG_FOR_CPU_TESTS = ("resnet1202", "preact_resnet1001")
+TOO_BIG_FOR_CPU_TESTS = ("resnet1202", "plain1202", "preact_resnet1001")
 
 
 def small_input(name: str, in_chans: int = 3, n: int = 2) -> torch.Tensor:
@@ -44,11 +44,11 @@ def test_registry_lists_the_whole_family():
     expected = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34",
                 "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
                 "resnet50d", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
-                "plain14", "plain20", "plain32", "plain44", "plain56", "plain110"}
+                "plain14", "plain20", "plain32", "plain44", "plain56", "plain110", "plain1202"}
     assert expected <= names
     assert list_models("resnet1*") == ["resnet14", "resnet110", "resnet1202", "resnet18", "resnet101", "resnet152"]
     assert list_models("plain") == [
-        "plain14", "plain20", "plain32", "plain44", "plain56", "plain110", "plain18", "plain34"]
+        "plain14", "plain20", "plain32", "plain44", "plain56", "plain110", "plain1202", "plain18", "plain34"]
     assert list_models("preact*") == list(PREACT_PARAMS)
 
 
@@ -74,9 +74,11 @@ def test_grayscale_input(name):
     assert model(small_input(name, in_chans=1)).shape == (2, 10)
 
 
-def test_resnet1202_runs():
-    model = resnet.create_model("resnet1202")
+@pytest.mark.parametrize("name", ["resnet1202", "plain1202"])
+def test_the_1202_layer_nets_run_and_are_twins(name):
+    model = resnet.create_model(name)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert resnet.count_parameters(model) == PARAMS["resnet1202"]  # shortcut A adds no parameter
 
 
 @pytest.mark.parametrize("name,count", sorted({**PARAMS, **PREACT_PARAMS}.items()))

@@ -65,7 +65,7 @@ def train_first_steps(net: str, batches: list, device: torch.device, precision: 
         loss.backward()
         optimizer.step()
         warmup.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         errors.append(100.0 * float((logits.argmax(1) != labels).float().mean()))
         if step % 50 == 0 or step == len(batches):
             log(f"  {net} step {step}/{len(batches)}: loss {statistics.fmean(losses[-50:]):.3f} "
