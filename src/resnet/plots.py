@@ -4,6 +4,7 @@ a run directory."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -185,6 +186,13 @@ def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
             ax_loss.plot(range(window, len(loss) + 1), smooth, lw=1.6, **style)
         stages = list(net["stage_norms"])
         ax_grad.plot(stages, [net["stage_norms"][s] for s in stages], marker="o", lw=1.6, **style)
+        broken = [s for s in stages if not np.isfinite(net["stage_norms"][s])]
+        notes = ([f"gradient not finite at init in {', '.join(broken)}"] if broken else []) + (
+            [f"loss not finite at step {net['diverged_at']}: stopped"] if net.get("diverged_at") else [])
+        if notes:  # a net whose numbers cannot be drawn is named in words, so the figure does not hide it
+            text = textwrap.fill(f"{net['net']}: " + "; ".join(notes), 34)
+            for ax, y, va in ((ax_loss, 0.72, "top"), (ax_grad, 0.04, "bottom")):
+                ax.text(0.4, y, text, transform=ax.transAxes, color=style["color"], fontsize=8.5, va=va)
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training loss (running mean of 10 steps)")
     ax_loss.grid(alpha=0.3)
