@@ -1,8 +1,8 @@
 """Very deep nets (the paper's Sec. 4.2, "Exploring over 1000 layers"): do plain-N and ResNet-N of a depth like 1202
 learn at all? Both train for their first few hundred steps on the very same batches, from the same seed, with the
 same optimizer; what they show is their training loss step by step and the gradient norm of each stage's 3x3 layers
-at initialisation. A plain net that deep starts with gradients that vanish towards its input and a loss that barely
-moves; the residual net's gradients reach every stage and its loss falls.
+at initialisation: whether those stay finite and of one order across the stages, and whether the loss falls. (With
+BN, a plain net's gradients at initialisation grow towards its input; at 1202 layers they are no longer finite.)
 
 The budget is minutes, not the paper's 64k iterations: this shows whether such a net *trains*, not what it reaches.
 """
