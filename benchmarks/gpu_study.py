@@ -22,13 +22,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from resnet.data.datasets import search_dirs
+from resnet.data.datasets import IDX_FILES, search_dirs
 from resnet.experiments.cells import run_cell
 from resnet.experiments.degradation import degradation
 from resnet.experiments.grid import plan
 
-FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-         "t10k-labels-idx1-ubyte.gz"]
+FILES = [f"{name}.gz" for split in (True, False) for name in IDX_FILES[split]]  # as Debian ships them
 QUICK = {"iterations": 24, "data.train_limit": 512, "data.test_limit": 256, "eval_every": 1, "log_every": 4,
          "batch_size": 32, "schedule.milestone_iters": [12, 18], "checkpoint_every": 12}
 
