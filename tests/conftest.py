@@ -77,3 +77,12 @@ def trained_run(tmp_path_factory):
                                "test_tta=none"])
             train(cfg, log=lambda *a, **k: None)
     return RunResult(out, None, json.loads((out / "results.json").read_text()))
+
+
+def main_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``resnet ARGV`` in this process: its exit status, standard output and standard error."""
+    from resnet.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

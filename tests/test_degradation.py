@@ -24,6 +24,8 @@ from resnet.experiments.verdicts import (cure_verdict, margin_verdict, order_ver
                                         verdicts)
 from resnet.models import create_model
 
+from .conftest import main_cli
+
 TRAIN_LIMIT = 384
 BATCH = 32  # TRAIN_LIMIT / BATCH = 12 steps: the tiny study trains exactly one epoch
 TINY = ["--depths", "20", "56", "--iterations", "12", "--train-limit", str(TRAIN_LIMIT), "--set", "data.test_limit=200",
@@ -251,6 +253,40 @@ def test_profile_cells_are_their_recipe_with_net_seed_and_out_only(tmp_path):
     assert [s.seed for s in plan("quick", tmp_path)] == [0, 0, 0, 0]
 
 
+def test_depth_profile_is_the_study_recipe_longer_on_residual_nets_only(tmp_path):
+    """Claim 4's profile: ResNet-20 and -56, three seeds, the study's recipe with only its length changed."""
+    specs = plan("depth", tmp_path)
+    assert [(s.net, s.seed) for s in specs] == [(f"resnet{d}", seed) for d in (20, 56) for seed in range(3)]
+    long, study = to_dict(specs[0].cfg), to_dict(plan("default", tmp_path)[3].cfg)  # both resnet20 seed 0
+    assert long.pop("iterations") == 2500 and study.pop("iterations") == 700
+    assert long.pop("recipe") == "degradation-fashion-mnist-long" and study.pop("recipe") == "degradation-fashion-mnist"
+    assert long == study
+
+
+def test_a_study_of_residual_nets_alone_gets_the_residual_verdicts():
+    table = [row("resnet20", 6.5, 0.3), row("resnet56", 5.0, 0.2)]
+    v = verdicts(table, iterations=2500)
+    assert list(v) == ["residual_order", "residual_margin"]
+    assert v["residual_order"]["answer"] == v["residual_margin"]["answer"] == "yes"  # 1.5 > 2 x 0.3
+    wide = verdicts([row("resnet20", 6.5, 0.8), row("resnet56", 5.0, 0.2)], iterations=2500)
+    assert wide["residual_order"]["answer"] == "yes" and wide["residual_margin"]["answer"] == "no"
+    assert wide["residual_margin"]["budget"].startswith("tested at 2,500 iterations per cell")
+    assert "budget" not in wide["residual_order"]
+
+
+def test_figure_6_of_residual_nets_alone_has_one_panel(tmp_path):
+    from PIL import Image
+
+    from resnet.plots import plot_degradation
+
+    curves = {f"resnet{d}": {"kind": "resnet", "depth": d, "steps": [10, 20], "train_error": [50.0, 20.0 - d / 10],
+                             "test_steps": [20], "test_error": [25.0]} for d in (20, 56)}
+    plot_degradation(curves, tmp_path / "one.png")
+    plot_degradation({**curves, "plain20": {**curves["resnet20"], "kind": "plain"}}, tmp_path / "two.png")
+    one, two = Image.open(tmp_path / "one.png").size, Image.open(tmp_path / "two.png").size
+    assert one[0] < two[0] * 0.6 and one[1] == two[1]
+
+
 def test_paper_profile_uses_the_paper_recipe_of_each_depth(tmp_path):
     specs = {s.net: s.cfg for s in plan("paper", tmp_path, depths=[20, 110])}
     assert specs["plain20"].recipe == "cifar10-resnet20-paper" and specs["plain20"].schedule.warmup_iters == 0
@@ -292,14 +328,6 @@ def markdown_rows(text: str) -> dict[str, list[str]]:
     assert [c.strip() for c in lines[0].strip("|").split("|")] == ["net", "seeds", "training error %", "test error %"]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     return {r[0]: r[1:] for r in rows}
-
-
-def main_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from resnet.cli import main
-
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_tiny_study_numbers_figures_tables_and_reruns(tmp_path, capsys):

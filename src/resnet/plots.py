@@ -86,15 +86,18 @@ def _depth_colours(depths) -> dict[int, tuple]:
 
 
 def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = "") -> None:
-    """Figure 6 of the paper: plain nets left, residual nets right; thin = training error, bold = test error.
+    """Figure 6 of the paper: plain nets left, residual nets right (one panel where only one kind was trained);
+    thin = training error, bold = test error.
 
     ``curves_by_net`` maps a net name to a dict of plain data: ``kind`` ("plain" or "resnet"), ``depth``, ``steps``
     and ``train_error`` (the running training error %), ``test_steps`` and ``test_error`` (%), each the mean over
     seeds; optional ``train_low``/``train_high`` and ``test_low``/``test_high`` (the seeds' range) are drawn as a
     shaded band. One colour per depth."""
     colours = _depth_colours(c["depth"] for c in curves_by_net.values())
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, kind in zip(axes, ("plain", "resnet")):
+    kinds = [k for k in ("plain", "resnet") if any(c["kind"] == k for c in curves_by_net.values())]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, kind in zip(axes, kinds):
         name = "plain" if kind == "plain" else "ResNet"
         for c in sorted((c for c in curves_by_net.values() if c["kind"] == kind), key=lambda c: c["depth"]):
             colour = colours[c["depth"]]

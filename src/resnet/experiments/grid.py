@@ -13,8 +13,6 @@ from ..errors import UserError
 from .cells import Cell
 from .profiles import PAPER_DEPTHS, PROFILES, Profile
 
-KINDS = ("plain", "resnet")  # the plain net and its residual twin (shortcut A: identical parameters)
-
 
 @dataclass(frozen=True)
 class NetCell(Cell):
@@ -65,7 +63,7 @@ def plan(profile: str, out: Path, data: str | None = None, depths: list[int] | N
     cells = []
     for depth in depths:
         recipe = p.recipe.format(depth=depth)
-        for kind in KINDS:
+        for kind in p.kinds:
             for seed in range(seeds):
                 run_dir = out / f"{kind}{depth}-seed{seed}"
                 cfg = load_config(recipe, cell_overrides(p, recipe, kind, depth, seed, run_dir, data, extra))

@@ -119,12 +119,15 @@ def budget_note(verdict: dict, iterations: int | None) -> dict:
 def verdicts(table: list[dict], iterations: int | None = None) -> dict:
     """Figure 6's findings, in the mean over seeds: plain nets order worse with depth and residual nets better,
     each with a shallowest-vs-deepest margin beyond the seed spread, and residual learning curing the degradation.
-    ``iterations``: each cell's training length, which a "no" for the residual ordering is reported with."""
-    return {"plain_order": order_verdict(table, "plain", rising=True),
-            "residual_order": budget_note(order_verdict(table, "resnet", rising=False), iterations),
+    ``iterations``: each cell's training length, which a "no" for the residual ordering is reported with. A study of
+    the residual nets alone (the ``depth`` profile) gets the residual verdicts only: the others need plain nets."""
+    residual = {"residual_order": budget_note(order_verdict(table, "resnet", rising=False), iterations),
+                "residual_margin": budget_note(margin_verdict(table, "resnet", rising=False), iterations)}
+    if not any(n["kind"] == "plain" for n in table):
+        return residual
+    return {"plain_order": order_verdict(table, "plain", rising=True), "residual_order": residual["residual_order"],
             "plain_margin": margin_verdict(table, "plain", rising=True),
-            "residual_margin": budget_note(margin_verdict(table, "resnet", rising=False), iterations),
-            "residual_cures": cure_verdict(table)}
+            "residual_margin": residual["residual_margin"], "residual_cures": cure_verdict(table)}
 
 
 def response_verdicts(responses: dict[str, dict]) -> dict:
