@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.models.densenet import _DenseLayer, _Transition
 
 from resnet.backends import card_from_onnx, onnxruntime_backend
 from resnet.data import open_split
@@ -123,9 +124,13 @@ def bn_count(model: nn.Module) -> int:
 
 
 def leading_bns(model: nn.Module) -> int:
-    """BNs that follow no conv, so folding must keep them: each pre-activation block's first BN, the final norm."""
-    return (sum(isinstance(m, (PreActBasicBlock, PreActBottleneck)) for m in model.modules())
-            + isinstance(getattr(model, "norm", None), nn.BatchNorm2d))
+    """BNs that follow no conv, so folding must keep them: each pre-activation block's first BN (DenseNet's layers
+    and transitions pre-activate too), the final norm (DenseNet's is the first of its neck)."""
+    final = getattr(model, "norm", None)
+    if isinstance(getattr(model, "neck", None), nn.Sequential):
+        final = model.neck[0]
+    return (sum(isinstance(m, (PreActBasicBlock, PreActBottleneck, _DenseLayer, _Transition)) for m in model.modules())
+            + isinstance(final, nn.BatchNorm2d))
 
 
 @pytest.mark.parametrize("name", family_representatives())

@@ -62,6 +62,7 @@ def test_forward_backward_every_model(name):
     out.sum().backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    model.eval()  # (dropout and stochastic depth would make two passes differ)
     feats = model.forward_features(x)
     assert feats.shape[1] == model.num_features
     assert torch.equal(model.forward_head(feats), model(x))

@@ -10,7 +10,8 @@ from ..models.summary import summarize
 from ..table import format_table, human
 
 NOTE = ("\nErrors are top-1 %: the paper's 10-crop ImageNet (Tables 2-3) or CIFAR-10 test error (Table 6); for "
-        "preact_* nets the CIFAR-10 error of He et al. 2016 (Identity Mappings); torchvision's V1 weights, 1-crop.")
+        "preact_* nets the CIFAR-10 error of He et al. 2016 (Identity Mappings), for densenet_bc100 that of Huang et "
+        "al. 2017 (augmented CIFAR-10); torchvision's V1 weights, 1-crop.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -75,4 +75,5 @@ class StagedNet(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the final layer with a freshly initialised one (fine-tuning on a new label set)."""
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)
+        fc = self.fc
+        self.fc = nn.Linear(fc.in_features, num_classes, device=fc.weight.device, dtype=fc.weight.dtype)

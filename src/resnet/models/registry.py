@@ -20,7 +20,7 @@ class ModelInfo:
 
     name: str
     builder: Callable[..., nn.Module]
-    family: str  # input layout: "imagenet" (224 px, 4 stages) or "cifar" (32 px, 3 stages)
+    family: str  # input layout: "imagenet" (224 px) or "cifar" (32 px)
     depth: int
     input_size: tuple[int, int, int]  # native (C, H, W)
     default_classes: int
@@ -29,6 +29,7 @@ class ModelInfo:
     torchvision_error: float | None = None  # top-1 error % of torchvision's V1 weights (1-crop)
     kwargs: dict = field(default_factory=dict)
     model_class: type[nn.Module] | None = None  # the class the builder returns (None: ResNet)
+    lineage: str = "resnet"  # the architecture it belongs to: resnet, densenet, mobilenet, ..., transformer
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -59,10 +60,16 @@ def model_info(name: str) -> ModelInfo:
 
 
 def model_arguments(name: str | None = None) -> list[str]:
-    """Keyword arguments model ``name`` accepts: the keyword-only ones of its class (of :class:`ResNet` without
-    a name), so create_model checks each model's overrides against the class that will receive them."""
-    arch = (model_info(name).model_class if name else None) or ResNet
-    params = inspect.signature(arch.__init__).parameters.values()
+    """Keyword arguments model ``name`` accepts: the keyword-only ones of its builder where it declares them (the
+    successors), else of its class (of :class:`ResNet` without a name), so create_model checks each model's
+    overrides against the function that will receive them."""
+    own = _keyword_only(model_info(name).builder) if name else []
+    return own or _keyword_only((model_info(name).model_class if name else None) or ResNet)
+
+
+def _keyword_only(function: Callable) -> list[str]:
+    target = function.__init__ if isinstance(function, type) else function
+    params = inspect.signature(target).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 

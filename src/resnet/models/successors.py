@@ -1,0 +1,200 @@
+"""ResNet's successors at the CIFAR scale (28-32 px, 1 or 3 channels), so the paper's "later evolutions" train on
+the same data and budget as ResNet-20 (`resnet compare`).
+
+Each is torchvision's own class, configured through its constructor arguments (growth rate, block configs,
+inverted-residual settings, stage widths, patch and window size); only the stem changes where an ImageNet stem would
+shrink a 28-px image to nothing, and where a setting's first stride-2 stage would do the same after it. A 32-px image
+then ends at 4x4 in every net (at 8x8 in DenseNet-BC, whose CIFAR design downsamples 4x as ResNet-20 does).
+The nets are then re-housed (:mod:`.rehoused`) so that every tool reads them as it reads a ResNet. Each keeps its
+class's own initialisation, dropout and stochastic depth; a replaced stem is initialised as the class initialises
+its other layers.
+
+``depth`` of these nets is their number of weighted layers (convolutions and linear layers, squeeze-excitation
+included), which is DenseNet's own count.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import torch
+from torch import nn
+from torchvision import models as tv
+from torchvision.models.convnext import CNBlockConfig, LayerNorm2d
+from torchvision.models.efficientnet import _efficientnet_conf
+from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
+from torchvision.models.regnet import BlockParams
+from torchvision.ops.misc import Conv2dNormActivation
+
+from .registry import register
+from .rehoused import RehousedNet
+
+_INPUT = (3, 32, 32)
+
+
+def _he_fan_out(conv: nn.Conv2d) -> nn.Conv2d:
+    """The init MobileNet and EfficientNet give their convolutions (He, fan_out)."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _by_stride(blocks: list[nn.Module], strides: list[int]) -> list[nn.Sequential]:
+    """Split a flat list of blocks into stages: a new stage at every block of stride 2 (where the map shrinks)."""
+    stages: list[list[nn.Module]] = []
+    for block, stride in zip(blocks, strides, strict=True):
+        if not stages or stride > 1:
+            stages.append([])
+        stages[-1].append(block)
+    return [nn.Sequential(*stage) for stage in stages]
+
+
+def _first_stride_two_to_one(settings: list) -> list:
+    """Copies of ``settings`` with the first stride-2 entry made stride 1: with the stem at stride 1 too, the net
+    downsamples 8x instead of 32x."""
+    settings = [copy.copy(s) for s in settings]
+    next(s for s in settings if s.stride == 2).stride = 1
+    return settings
+
+
+# ---------------------------------------------------------------------------------------------------- the families
+
+
+def densenet_bc100(*, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> RehousedNet:
+    """DenseNet-BC (L=100, k=12), the CIFAR configuration of Huang et al. 2017 (Sec. 3): three dense blocks of 16
+    bottleneck layers, 2k=24 channels out of a 3x3 stem conv (no BN, ReLU or pool after it: the first dense layer
+    pre-activates), compression 0.5 in the transitions."""
+    net = tv.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4,
+                      drop_rate=drop_rate, num_classes=num_classes)
+    f = net.features
+    stem = nn.Conv2d(in_chans, 24, 3, padding=1, bias=False)
+    nn.init.kaiming_normal_(stem.weight)  # as the class initialises its convolutions (He, fan_in)
+    stages = [nn.Sequential(f.denseblock1), nn.Sequential(f.transition1, f.denseblock2),
+              nn.Sequential(f.transition2, f.denseblock3)]
+    return RehousedNet(stem, stages, nn.Sequential(f.norm5, nn.ReLU(inplace=True)), nn.Flatten(1), net.classifier,
+                       num_features=net.classifier.in_features, in_chans=in_chans)
+
+
+def mobilenet_v2_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.2) -> RehousedNet:
+    """MobileNetV2 (Sandler et al. 2018), width 1.0, with Table 2's inverted-residual setting at stride 1 in the stem
+    and in the first stride-2 row (24 channels)."""
+    setting = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+               [6, 320, 1, 1]]  # t, c, n, s; ImageNet's second row has s=2
+    net = tv.MobileNetV2(num_classes=num_classes, inverted_residual_setting=setting, dropout=dropout)
+    stem = Conv2dNormActivation(in_chans, 32, stride=1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6)
+    _he_fan_out(stem[0])
+    strides = [stride if i == 0 else 1 for _, _, n, stride in setting for i in range(n)]
+    drop, fc = net.classifier
+    return RehousedNet(stem, _by_stride(list(net.features)[1:-1], strides), net.features[-1],
+                       nn.Sequential(nn.Flatten(1), drop), fc, num_features=net.last_channel, in_chans=in_chans)
+
+
+def mobilenet_v3_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.2) -> RehousedNet:
+    """MobileNetV3-Large (Howard et al. 2019), torchvision's setting with the stem and the first stride-2 block at
+    stride 1."""
+    setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_large")
+    setting = _first_stride_two_to_one(setting)
+    net = tv.MobileNetV3(setting, last_channel, num_classes=num_classes, dropout=dropout)
+    stem = Conv2dNormActivation(in_chans, setting[0].input_channels, stride=1,
+                                norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.01),  # the class's BN
+                                activation_layer=nn.Hardswish)
+    _he_fan_out(stem[0])
+    hidden, act, drop, fc = net.classifier
+    return RehousedNet(stem, _by_stride(list(net.features)[1:-1], [c.stride for c in setting]), net.features[-1],
+                       nn.Sequential(nn.Flatten(1), hidden, act, drop), fc, num_features=hidden.in_features,
+                       in_chans=in_chans)
+
+
+def shufflenet_v2_cifar(*, num_classes: int = 10, in_chans: int = 3) -> RehousedNet:
+    """ShuffleNetV2 1.0x (Ma et al. 2018): stages of 4, 8, 4 units with 116/232/464 channels, the stem conv at
+    stride 1 and without its max-pool. torchvision gives the class no init of its own, nor the new stem."""
+    net = tv.ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], num_classes=num_classes)
+    stem = nn.Sequential(nn.Conv2d(in_chans, 24, 3, 1, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(inplace=True))
+    return RehousedNet(stem, [net.stage2, net.stage3, net.stage4], net.conv5, nn.Flatten(1), net.fc,
+                       num_features=net.fc.in_features, in_chans=in_chans)
+
+
+def efficientnet_b0_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.2,
+                          stochastic_depth_prob: float = 0.2) -> RehousedNet:
+    """EfficientNet-B0 (Tan & Le 2019), torchvision's setting with the stem and the first stride-2 stage at
+    stride 1."""
+    setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=1.0, depth_mult=1.0)
+    setting = _first_stride_two_to_one(list(setting))
+    net = tv.EfficientNet(setting, dropout, stochastic_depth_prob,
+                          num_classes=num_classes, last_channel=last_channel)
+    stem = Conv2dNormActivation(in_chans, setting[0].input_channels, stride=1, norm_layer=nn.BatchNorm2d,
+                                activation_layer=nn.SiLU)
+    _he_fan_out(stem[0])
+    drop, fc = net.classifier
+    return RehousedNet(stem, _by_stride(list(net.features)[1:-1], [c.stride for c in setting]), net.features[-1],
+                       nn.Sequential(nn.Flatten(1), drop), fc, num_features=fc.in_features, in_chans=in_chans)
+
+
+def regnet_x_400mf_cifar(*, num_classes: int = 10, in_chans: int = 3) -> RehousedNet:
+    """RegNetX-400MF (Radosavovic et al. 2020: a net of the design space, not a hand design), torchvision's block
+    parameters with the first stage at stride 1 and a stride-1 stem (given through the class's ``stem_type``)."""
+    with torch.device("cpu"):  # (it computes the widths with tensors, which a meta-device build could not read)
+        params = BlockParams.from_init_params(depth=22, w_0=24, w_a=24.48, w_m=2.54, group_width=16)
+    params.strides = [1] + list(params.strides[1:])
+
+    def stem_type(_width_in: int, width_out: int, norm_layer, activation_layer) -> nn.Module:
+        return Conv2dNormActivation(in_chans, width_out, kernel_size=3, stride=1, norm_layer=norm_layer,
+                                    activation_layer=activation_layer)
+
+    net = tv.RegNet(params, num_classes=num_classes, stem_type=stem_type)
+    return RehousedNet(net.stem, list(net.trunk_output), nn.Identity(), nn.Flatten(1), net.fc,
+                       num_features=net.fc.in_features, in_chans=in_chans)
+
+
+def convnext_cifar(*, num_classes: int = 10, in_chans: int = 3, stochastic_depth_prob: float = 0.0) -> RehousedNet:
+    """ConvNeXt (Liu et al. 2022) at the smallest size timm names (atto: widths 40/80/160/320, 2/2/6/2 blocks),
+    with a 3x3 stride-1 stem conv (LayerNorm, no activation, as torchvision's) in place of the 4x4 stride-4
+    patchify."""
+    setting = [CNBlockConfig(40, 80, 2), CNBlockConfig(80, 160, 2), CNBlockConfig(160, 320, 6),
+               CNBlockConfig(320, None, 2)]
+    net = tv.ConvNeXt(setting, stochastic_depth_prob=stochastic_depth_prob, num_classes=num_classes)
+    stem = Conv2dNormActivation(in_chans, 40, kernel_size=3, stride=1, norm_layer=partial(LayerNorm2d, eps=1e-6),
+                                activation_layer=None, bias=True)
+    nn.init.trunc_normal_(stem[0].weight, std=0.02)  # as the class initialises every conv
+    nn.init.zeros_(stem[0].bias)
+    f = list(net.features)  # stem, stage, downsample, stage, downsample, stage, downsample, stage
+    stages = [f[1]] + [nn.Sequential(f[i], f[i + 1]) for i in range(2, len(f), 2)]
+    norm, flatten, fc = net.classifier
+    return RehousedNet(stem, stages, nn.Identity(), nn.Sequential(norm, flatten), fc, num_features=fc.in_features,
+                       in_chans=in_chans)
+
+
+def swin_cifar(*, num_classes: int = 10, in_chans: int = 3, stochastic_depth_prob: float = 0.1) -> RehousedNet:
+    """Swin Transformer (Liu et al. 2021) for small images: 2x2 patches, 4x4 windows, three stages of 2/2/6 blocks
+    with 48/96/192 channels and 3/6/12 heads, all through the class's arguments; only the patch embedding's conv
+    takes ``in_chans`` channels. Unlike ViT, Swin has no absolute position table, so it reads 28 and 32 px alike."""
+    net = tv.SwinTransformer(patch_size=[2, 2], embed_dim=48, depths=[2, 2, 6], num_heads=[3, 6, 12],
+                             window_size=[4, 4], stochastic_depth_prob=stochastic_depth_prob,
+                             num_classes=num_classes)
+    stem = net.features[0]
+    stem[0] = nn.Conv2d(in_chans, 48, kernel_size=2, stride=2)  # PyTorch's default init, as the class leaves it
+    f = list(net.features)  # patch embedding, stage, merging, stage, merging, stage
+    stages = [f[1]] + [nn.Sequential(f[i], f[i + 1]) for i in range(2, len(f), 2)]
+    return RehousedNet(stem, stages, nn.Sequential(net.norm, net.permute), nn.Flatten(1), net.head,
+                       num_features=net.head.in_features, in_chans=in_chans, stage_layout="nhwc")
+
+
+# ------------------------------------------------------------------------------------------------------ registry
+
+# name -> (builder, lineage, weighted layers)
+SUCCESSORS = {
+    "densenet_bc100": (densenet_bc100, "densenet", 100),
+    "mobilenet_v2_cifar": (mobilenet_v2_cifar, "mobilenet", 53),
+    "mobilenet_v3_cifar": (mobilenet_v3_cifar, "mobilenet", 64),
+    "shufflenet_v2_cifar": (shufflenet_v2_cifar, "shufflenet", 57),
+    "efficientnet_b0_cifar": (efficientnet_b0_cifar, "efficientnet", 82),
+    "regnet_x_400mf_cifar": (regnet_x_400mf_cifar, "regnet", 71),
+    "convnext_cifar": (convnext_cifar, "convnext", 41),
+    "swin_cifar": (swin_cifar, "transformer", 44),
+}
+
+for _name, (_builder, _lineage, _depth) in SUCCESSORS.items():
+    register(_name, _builder, family="cifar", depth=_depth, input_size=_INPUT, default_classes=10,
+             lineage=_lineage, paper_error=4.51 if _name == "densenet_bc100" else None)
