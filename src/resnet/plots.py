@@ -1,6 +1,6 @@
-"""Figures: training curves of a run, the confusion matrix of an evaluation, and the degradation study's Figures 6
-and 7 and its gradient flow (matplotlib, no display needed). Every function takes plain data (lists, arrays), never
-a run directory."""
+"""Figures: training curves of a run, the confusion matrix of an evaluation, the degradation study's Figures 6 and 7
+and its gradient flow, and the comparison of ResNet and its successors (matplotlib, no display needed). Every function
+takes plain data (lists, arrays), never a run directory."""
 
 from __future__ import annotations
 
@@ -205,6 +205,33 @@ def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
     ax_grad.set_ylabel("mean |dL/dW| of its 3x3 layers at initialisation")
     ax_grad.grid(alpha=0.3, which="both")
     ax_grad.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def plot_comparison(models: list[dict], path: Path, title: str = "") -> None:
+    """ResNet and its successors: test top-1 against MACs (left) and against training images per second (right),
+    both on log axes, one point per model with its seeds' standard deviation as an error bar, one colour per
+    lineage. ``models``: ``model``, ``lineage``, ``macs``, ``img_per_s``, ``top1``, ``top1_std``."""
+    lineages = list(dict.fromkeys(m["lineage"] for m in models))
+    colours = dict(zip(lineages, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    for ax, key, label in ((axes[0], "macs", "MACs per image"), (axes[1], "img_per_s", "training images / s")):
+        for m in models:
+            x = m[key] / 1e6 if key == "macs" else m[key]
+            ax.errorbar(x, m["top1"], yerr=m["top1_std"], fmt="o", color=colours[m["lineage"]], capsize=3, ms=6)
+            ax.annotate(m["model"], (x, m["top1"]), textcoords="offset points", xytext=(5, 4), fontsize=7.5)
+        ax.set_xscale("log")
+        ax.margins(x=0.12, y=0.08)  # room for the names of the outermost points
+        _label_log_axis(ax.xaxis, *ax.get_xlim())
+        ax.set_xlabel(f"{label}{' (millions)' if key == 'macs' else ''}, log scale")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("test top-1 (%)")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[name], label=name) for name in lineages]
+    axes[1].legend(handles=handles, fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

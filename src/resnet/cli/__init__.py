@@ -25,6 +25,7 @@ COMMANDS = {  # name -> the line `resnet --help` shows for it
     "explain": "Grad-CAM heatmaps: where the model looks for its class, per image and as one contact sheet",
     "report": "write a run's report page again: curves, per-class accuracy, its most confident mistakes",
     "degradation": "the paper's experiment: plain vs residual nets of growing depth",
+    "compare": "ResNet and its successors trained side by side with one budget: accuracy, MACs, speed",
     "recipes": "list the shipped training recipes",
 }
 DASH_VALUE_FLAGS = ("--budget",)  # options whose value may start with '-' (a user's mistake to explain, not a flag)

@@ -1,0 +1,204 @@
+"""`resnet compare`: ResNet and its successors trained side by side on one data set with one budget, so that the
+paper's "later evolutions" are measured rather than told.
+
+Each (model, seed) is a cell (:mod:`.cells`): its own run directory under the comparison's, resumed after a kill
+and skipped once finished. Every cell trains its family's recipe (:data:`FAMILY_RECIPES`, the one place a family
+gets another) with only the model, seed, data, budget and directory set. The comparison then reads each run back,
+counts the model's parameters and MACs at the data's image size, and writes ``results.md``, ``results.json`` and
+``comparison.png`` with the statements of :mod:`.statements` computed from its own numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config, load_config, parse_duration
+from ..device import cpu_summary
+from ..errors import UserError
+from ..io import write_json, write_text
+from ..models import model_info
+from ..models.successors import SUCCESSORS
+from ..models.summary import summarize
+from ..plots import plot_comparison
+from ..table import format_table, human
+from ..train.log import format_duration
+from .cells import Cell, run_cell
+from .statements import statement_lines, statements
+
+DEFAULT_RECIPE = "compare-fashion-mnist"
+# The families designed with another optimizer train with their own recipe; every other model takes the default.
+FAMILY_RECIPES = {"convnext": "compare-fashion-mnist-adamw", "transformer": "compare-fashion-mnist-adamw"}
+# The committed comparison: the paper's CIFAR nets around the default (ResNet-14/20/56, plain-20) and every successor.
+DEFAULT_MODELS = ("resnet14", "resnet20", "resnet56", "plain20", *SUCCESSORS)
+DEFAULT_BUDGET = "5m"
+DEFAULT_SEEDS = 2
+
+
+@dataclass(frozen=True)
+class ModelCell(Cell):
+    model: str
+    seed: int
+
+
+def recipe_for(model: str) -> str:
+    """The recipe ``model`` trains with in a comparison: its family's, or the default."""
+    return FAMILY_RECIPES.get(model_info(model).lineage, DEFAULT_RECIPE)
+
+
+def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, budget: str | None = DEFAULT_BUDGET,
+         data: str | None = None, extra: dict | None = None) -> list[ModelCell]:
+    """Every (model, seed) cell, its config resolved and validated before anything trains. ``extra``: dotted
+    settings for every cell; one that sets ``iterations`` or ``epochs`` replaces the budget."""
+    if not models:
+        raise UserError("name at least one model to compare, e.g. `resnet compare resnet20 densenet_bc100`")
+    if len(set(models)) != len(models):
+        raise UserError(f"a model is named twice in {' '.join(models)}; name each once")
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    extra = dict(extra or {})
+    if budget and not any(extra.get(key) is not None for key in ("iterations", "epochs")):
+        extra["budget"] = budget
+    if data:
+        extra["data.name"] = data
+    cells = []
+    for model in models:
+        recipe = recipe_for(model)  # (an unknown name stops here, with the nearest names)
+        for seed in range(seeds):
+            run_dir = out / f"{model}-seed{seed}"
+            cfg = load_config(recipe, {**extra, "model.name": model, "seed": seed, "out": str(run_dir)})
+            cells.append(ModelCell(f"{model} seed {seed}", cfg, run_dir, model, seed))
+    return cells
+
+
+def run_length(cfg: Config) -> str:
+    """How long each cell trains, as the recipe says it: a budget, iterations or epochs."""
+    return cfg.budget or (f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.epochs} epochs")
+
+
+def describe_plan(cells: list[ModelCell]) -> str:
+    """What will train, with which recipe, and for how long (a budget is wall time, everything included)."""
+    models = list(dict.fromkeys(c.model for c in cells))
+    todo = [c for c in cells if not c.done]
+    lines = [f"{len(models)} models x {len(cells) // len(models)} seed(s), {run_length(cells[0].cfg)} each; "
+             f"{len(todo)} of {len(cells)} cells to train"]
+    if cells[0].cfg.budget and todo:
+        lines[0] += f" (about {format_duration(len(todo) * parse_duration(cells[0].cfg.budget))})"
+    for model in models:
+        lines.append(f"  {model:24s} {next(c.cfg.recipe for c in cells if c.model == model)}")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------- the numbers
+
+
+def cell_numbers(cell: ModelCell, results: dict) -> dict:
+    """One finished cell's numbers: accuracy, training speed, and the model's size and cost at the data's image
+    size (from the run's model card)."""
+    card = json.loads((cell.run_dir / "model.json").read_text())
+    input_size = tuple(card["input_size"])
+    size = summarize(cell.model, input_size, num_classes=len(card["classes"]))
+    run = json.loads((cell.run_dir / "run.json").read_text())
+    seconds = results["train_minutes"] * 60
+    images = results["steps"] * run["global_batch"]
+    return {"model": cell.model, "lineage": model_info(cell.model).lineage, "recipe": cell.cfg.recipe,
+            "seed": cell.seed, "run_dir": str(cell.run_dir), "test_top1": results["test_top1"],
+            "test_top5": results.get("test_top5"), "params": size.params, "macs": size.macs,
+            "input_size": list(input_size), "img_per_s": images / seconds if seconds else 0.0,
+            "train_minutes": results["train_minutes"], "steps": results["steps"], "epochs": results.get("epochs"),
+            "precision": results.get("precision", ""), "device": results.get("device", ""),
+            "machine": results.get("machine", ""), "lr": run["lr"]}
+
+
+def model_table(runs: list[dict]) -> list[dict]:
+    """One row per model, in the order first met: mean ± std of top-1 over its seeds, the mean training speed, its
+    size and cost."""
+    rows: dict[str, dict] = {}
+    for r in runs:
+        rows.setdefault(r["model"], {k: r[k] for k in ("model", "lineage", "recipe", "params", "macs")}
+                        ).setdefault("runs", []).append(r)
+    for row in rows.values():
+        top1 = [r["test_top1"] for r in row["runs"]]
+        row["top1"] = statistics.fmean(top1)
+        row["top1_std"] = statistics.stdev(top1) if len(top1) > 1 else 0.0
+        row["top1_seeds"] = top1
+        row["img_per_s"] = statistics.fmean(r["img_per_s"] for r in row["runs"])
+        row["epochs"] = statistics.fmean(r["epochs"] or 0.0 for r in row["runs"])
+        row["seeds"] = len(top1)
+        del row["runs"]
+    return list(rows.values())
+
+
+# ------------------------------------------------------------------------------------------------------- report
+
+
+def results_markdown(table: list[dict], found: dict, meta: dict) -> str:
+    rows = [[r["model"], r["lineage"], r["recipe"], f"{r['params']:,}", human(r["macs"]), f"{r['img_per_s']:,.0f}",
+             f"{r['epochs']:.1f}", f"{r['top1']:.2f} ± {r['top1_std']:.2f}",
+             ", ".join(f"{v:.2f}" for v in r["top1_seeds"])] for r in table]
+    table_md = format_table(("model", "architecture", "recipe", "params", "MACs", "train img/s", "epochs", "test top-1 %",
+                             "per seed"), rows, align="lllrrrrrl")
+    size = "x".join(map(str, meta["input_size"]))
+    return "\n".join([
+        f"# ResNet and its successors on {meta['data']}", "",
+        f"Every model trained for {meta['length']} per seed on {meta['machine']} ({meta['precision']}); "
+        f"{meta['seeds']} seed(s) each, mean ± std over seeds. Parameters and MACs at the data's images "
+        f"({size}); training images per second: the images a cell trained on over its training time (its "
+        f"final test excluded), on this machine. Training time {meta['minutes']:.1f} min summed over the cells; wall time "
+        f"{meta['wall_minutes']:.1f} min over {meta['invocations']} invocation(s).", "",
+        table_md, "",
+        "Recipes: " + "; ".join(f"`{name}` ({', '.join(models)})" for name, models in meta["recipes"].items())
+        + " (configs/, each saying what it is and why).", "",
+        "## Statements", "", *statement_lines(found), "",
+        "![accuracy against MACs and against training speed](comparison.png)", "",
+    ])
+
+
+def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUDGET, seeds: int = DEFAULT_SEEDS,
+               data: str | None = None, out: str | Path | None = None, extra: dict | None = None,
+               log: Callable = print) -> dict:
+    """Train (or continue) every cell, then write the comparison's tables, figure and statements into ``out``;
+    returns results.json."""
+    started = time.perf_counter()
+    models = list(models or DEFAULT_MODELS)
+    out = Path(out or f"runs/compare-{data or 'fashion-mnist'}")
+    cells = plan(models, out, seeds, budget, data, extra)
+    log(describe_plan(cells))
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for i, cell in enumerate(cells, 1):
+        runs.append(cell_numbers(cell, run_cell(cell, f"{i}/{len(cells)}", log)))
+        log(f"    test top-1 {runs[-1]['test_top1']:.2f}%  {runs[-1]['img_per_s']:,.0f} img/s  "
+            f"({format_duration(runs[-1]['train_minutes'] * 60)})")
+    return write_comparison(out, runs, cells[0], started, log)
+
+
+def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: float, log: Callable = print) -> dict:
+    table = model_table(runs)
+    found = statements(table)
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    cfg = first.cfg
+    recipes: dict[str, list[str]] = {}
+    for row in table:
+        recipes.setdefault(row["recipe"], []).append(row["model"])
+    devices = sorted({r["device"] for r in runs})
+    meta = {"data": cfg.data.name, "input_size": runs[0]["input_size"], "seeds": max(r["seeds"] for r in table),
+            "length": run_length(cfg),
+            "budget": cfg.budget, "recipes": recipes,
+            "machine": cpu_summary() if devices == ["cpu"] else ", ".join(sorted({r["machine"] for r in runs})),
+            "precision": ", ".join(sorted({r["precision"] for r in runs})),
+            "minutes": sum(r["train_minutes"] for r in runs),
+            "wall_minutes": previous.get("wall_minutes", 0.0) + (time.perf_counter() - started) / 60,
+            "invocations": previous.get("invocations", 0) + 1,
+            "date": time.strftime("%Y-%m-%d")}
+    plot_comparison(table, out / "comparison.png", f"ResNet and its successors on {meta['data']}, "
+                                                   f"{meta['length']} each")
+    write_text(out / "results.md", results_markdown(table, found, meta))
+    result = {**meta, "models": table, "statements": found, "runs": runs}
+    write_json(out / "results.json", result)
+    log((out / "results.md").read_text())
+    return result

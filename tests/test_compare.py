@@ -1,0 +1,157 @@
+"""`resnet compare`: the statements on known numbers (milliseconds), the recipe each family trains with, the plan's
+checks, and a tiny comparison through the command line, killed in its second cell and run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from resnet.errors import UserError
+from resnet.experiments.comparison import DEFAULT_MODELS, model_table, plan, recipe_for
+from resnet.experiments.statements import (beats, cheaper_successors_reaching, densenet_beats_resnet, reaches,
+                                           statement_lines, statements, transformer_reaches_cnns)
+
+from .conftest import main_cli
+
+TINY = ["--seeds", "1", "--set", "iterations=8", "--set", "data.train_limit=256", "--set", "data.test_limit=200",
+        "--set", "batch_size=32", "--set", "threads=1", "--set", "precision=fp32", "--set", "test_tta=none",
+        "--set", "checkpoint_every=2"]
+
+
+def row(model: str, lineage: str, top1: float, std: float = 0.0, macs: float = 50e6, params: int = 1_000_000,
+        seeds: int = 2) -> dict:
+    return {"model": model, "lineage": lineage, "top1": top1, "top1_std": std, "macs": macs, "params": params,
+            "seeds": seeds}
+
+
+# ------------------------------------------------------------------------------------------------------ statements
+
+
+def test_reaching_and_beating_allow_for_the_spread():
+    a, b = row("a", "x", 90.0, 0.5), row("b", "y", 91.0, 0.2)
+    assert reaches(a, b) and not beats(b, a)  # 1.0 below, margin 2 x 0.5
+    assert not reaches(row("a", "x", 89.9, 0.2), row("b", "y", 91.0, 0.3))  # 1.1 below, margin 0.6
+    assert beats(row("a", "x", 92.0, 0.1), row("b", "y", 91.0, 0.4))  # 1.0 above, margin 0.8
+
+
+def test_successors_that_reach_resnet20_with_fewer_macs():
+    table = [row("resnet20", "resnet", 92.0, 0.2, macs=30e6), row("resnet56", "resnet", 93.0, 0.2, macs=96e6),
+             row("shufflenet_v2_cifar", "shufflenet", 91.7, 0.1, macs=20e6),  # cheaper, within 2 x 0.2
+             row("mobilenet_v3_cifar", "mobilenet", 90.0, 0.3, macs=25e6),  # cheaper, too far below
+             row("densenet_bc100", "densenet", 94.0, 0.1, macs=200e6)]  # better, not cheaper
+    s = cheaper_successors_reaching(table)
+    assert s["answer"] == "yes" and s["models"] == ["shufflenet_v2_cifar"]
+    assert "shufflenet_v2_cifar 91.70 ± 0.10 at 20.0 M (reaches)" in s["evidence"]
+    assert "mobilenet_v3_cifar 90.00 ± 0.30 at 25.0 M (does not reach)" in s["evidence"]
+    assert "densenet" not in s["evidence"]
+    assert cheaper_successors_reaching(table[:2] + table[3:])["answer"] == "no"
+    assert cheaper_successors_reaching(table[1:])["answer"] == "n/a"  # no resnet20
+
+
+def test_densenet_against_the_resnet_of_nearest_parameters():
+    table = [row("resnet20", "resnet", 91.0, 0.2, params=270_000), row("plain56", "resnet", 80.0, params=850_000),
+             row("resnet56", "resnet", 92.0, 0.2, params=853_000),
+             row("densenet_bc100", "densenet", 93.0, 0.3, params=769_000)]
+    s = densenet_beats_resnet(table)
+    assert s["answer"] == "yes" and s["resnet"] == "resnet56"  # nearest in parameters, and not the plain net
+    assert "beats resnet56 92.00 ± 0.20" in s["evidence"]
+    # A spread wider than the gap: not a win, and not a loss either.
+    wide = [r if r["model"] != "densenet_bc100" else row("densenet_bc100", "densenet", 93.0, 0.6, params=769_000)
+            for r in table]
+    s = densenet_beats_resnet(wide)
+    assert s["answer"] == "no" and "is within the spread of resnet56" in s["evidence"]
+    lost = [r if r["model"] != "densenet_bc100" else row("densenet_bc100", "densenet", 90.0, 0.1, params=769_000)
+            for r in table]
+    assert "is beaten by resnet56" in densenet_beats_resnet(lost)["evidence"]
+    assert densenet_beats_resnet(table[:3])["answer"] == "n/a"
+
+
+def test_the_transformer_against_the_cnns():
+    table = [row("resnet20", "resnet", 91.0, 0.2), row("resnet56", "resnet", 92.0, 0.2),
+             row("swin_cifar", "transformer", 88.0, 0.5), row("convnext_cifar", "convnext", 89.0, 0.4)]
+    s = transformer_reaches_cnns(table)
+    assert s["answer"] == "no" and s["evidence"].endswith("3 of 3 CNNs score higher")
+    close = [r if r["model"] != "swin_cifar" else row("swin_cifar", "transformer", 90.2, 0.5) for r in table]
+    assert transformer_reaches_cnns(close)["answer"] == "yes"  # 0.8 below, margin 1.0
+    one_seed = [{**r, "seeds": 1, "top1_std": 0.0} for r in close]
+    s = transformer_reaches_cnns(one_seed)
+    assert s["answer"] == "no" and "one seed" in s["evidence"]
+    assert transformer_reaches_cnns(table[:2])["answer"] == "n/a"
+    lines = statement_lines(statements(table))
+    assert len(lines) == 3 and lines[2].startswith("- The transformer reaches the CNNs in this budget") \
+        and "**no**" in lines[2]
+
+
+def test_model_table_means_over_seeds_in_order():
+    runs = [{"model": m, "lineage": "resnet", "recipe": "r", "params": 1, "macs": 2, "test_top1": t,
+             "img_per_s": s, "epochs": 3.0} for m, t, s in (("b", 90.0, 100.0), ("a", 80.0, 50.0), ("b", 92.0, 300.0))]
+    table = model_table(runs)
+    assert [r["model"] for r in table] == ["b", "a"]
+    assert table[0]["top1"] == 91.0 and table[0]["top1_std"] == pytest.approx(2 ** 0.5)
+    assert table[0]["img_per_s"] == 200.0 and table[0]["top1_seeds"] == [90.0, 92.0] and table[1]["seeds"] == 1
+
+
+# ------------------------------------------------------------------------------------------------- recipes, plan
+
+
+def test_each_family_trains_its_recipe_and_the_plan_checks_first(tmp_path):
+    assert recipe_for("swin_cifar") == recipe_for("convnext_cifar") == "compare-fashion-mnist-adamw"
+    assert {recipe_for(m) for m in DEFAULT_MODELS if m not in ("swin_cifar", "convnext_cifar")} == \
+        {"compare-fashion-mnist"}
+    assert len(DEFAULT_MODELS) == 12
+    cells = plan(["resnet20", "swin_cifar"], tmp_path, seeds=2)
+    assert [c.name for c in cells] == ["resnet20 seed 0", "resnet20 seed 1", "swin_cifar seed 0", "swin_cifar seed 1"]
+    assert all(c.cfg.budget == "5m" and c.cfg.iterations is None for c in cells)
+    assert cells[2].cfg.optim.name == "adamw" and cells[0].cfg.optim.name == "nesterov"
+    assert cells[3].run_dir == tmp_path / "swin_cifar-seed1" and cells[3].cfg.seed == 1
+    assert plan(["resnet20"], tmp_path, extra={"iterations": 5})[0].cfg.budget is None  # a length replaces the budget
+    for models, seeds, message in ((["resnet20", "resnet20"], 1, "named twice"), ([], 1, "at least one model"),
+                                   (["resnet20"], 0, "--seeds must be at least 1"), (["densenet"], 1, "unknown model")):
+        with pytest.raises(UserError, match=message):
+            plan(models, tmp_path, seeds=seeds)
+
+
+# --------------------------------------------------------------------------------------------------- end to end
+
+
+def test_a_tiny_comparison_killed_and_run_again(tmp_path, capsys):
+    """Two models through the command line; SIGKILL once the second cell has its first checkpoint; the rerun skips
+    the finished cell, resumes the other, and writes the tables, the figure and the statements."""
+    out = tmp_path / "compare"
+    argv = ["compare", "resnet14", "shufflenet_v2_cifar", "--out", str(out), *TINY]
+    process = subprocess.Popen([sys.executable, "-m", "resnet", *argv], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    checkpoints = out / "shufflenet_v2_cifar-seed0" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("step-*.pt")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the comparison ended before it could be killed: " + process.stderr.read()[-2000:]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    first = (out / "resnet14-seed0" / "results.json").read_bytes()
+    assert not (out / "shufflenet_v2_cifar-seed0" / "results.json").exists()
+
+    code, stdout, stderr = main_cli(argv, capsys)
+    assert code == 0, stderr[-3000:]
+    assert "resnet14 seed 0: finished, skipped" in stdout and "shufflenet_v2_cifar seed 0: resuming" in stdout
+    assert "shufflenet_v2_cifar      compare-fashion-mnist" in stdout
+    assert (out / "resnet14-seed0" / "results.json").read_bytes() == first
+    results = json.loads((out / "results.json").read_text())
+    assert [m["model"] for m in results["models"]] == ["resnet14", "shufflenet_v2_cifar"]
+    assert results["invocations"] == 1 and results["precision"] == "fp32"  # (the killed one wrote nothing)
+    assert results["input_size"] == [1, 28, 28]
+    for run in results["runs"]:
+        own = json.loads((out / f"{run['model']}-seed0" / "results.json").read_text())
+        assert run["test_top1"] == own["test_top1"] and run["steps"] == own["steps"] == 8
+        assert run["img_per_s"] == pytest.approx(8 * 32 / (own["train_minutes"] * 60))
+    assert results["models"][0]["params"] == 172_218 and results["models"][1]["params"] == 1_263_422
+    assert set(results["statements"]) == {"cheaper_successors", "densenet_vs_resnet", "transformer_vs_cnns"}
+    assert (out / "comparison.png").stat().st_size > 10_000
+    text = (out / "results.md").read_text()
+    assert "| resnet14 " in text and "## Statements" in text and "(comparison.png)" in text
