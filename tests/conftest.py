@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,3 +87,19 @@ def main_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     code = main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def kill_at_first_checkpoint(argv: list[str], checkpoints: Path) -> None:
+    """``resnet ARGV`` in a child process, killed (SIGKILL: no chance to clean up) as soon as the directory
+    ``checkpoints`` holds a step checkpoint; fails if the command ends before that."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "resnet", *argv], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("step-*.pt")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "it ended before it could be killed: " + process.stderr.read()[-2000:]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()

@@ -4,11 +4,6 @@ checks, and a tiny comparison through the command line, killed in its second cel
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -17,7 +12,7 @@ from resnet.experiments.comparison import DEFAULT_MODELS, model_table, plan, rec
 from resnet.experiments.statements import (beats, cheaper_successors_reaching, densenet_beats_resnet, reaches,
                                            statement_lines, statements, transformer_reaches_cnns)
 
-from .conftest import main_cli
+from .conftest import kill_at_first_checkpoint, main_cli
 
 TINY = ["--seeds", "1", "--set", "iterations=8", "--set", "data.train_limit=256", "--set", "data.test_limit=200",
         "--set", "batch_size=32", "--set", "threads=1", "--set", "precision=fp32", "--set", "test_tta=none",
@@ -125,15 +120,7 @@ def test_a_tiny_comparison_killed_and_run_again(tmp_path, capsys):
     the finished cell, resumes the other, and writes the tables, the figure and the statements."""
     out = tmp_path / "compare"
     argv = ["compare", "resnet14", "shufflenet_v2_cifar", "--out", str(out), *TINY]
-    process = subprocess.Popen([sys.executable, "-m", "resnet", *argv], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    checkpoints = out / "shufflenet_v2_cifar-seed0" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not list(checkpoints.glob("step-*.pt")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the comparison ended before it could be killed: " + process.stderr.read()[-2000:]
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(argv, out / "shufflenet_v2_cifar-seed0" / "checkpoints")
     first = (out / "resnet14-seed0" / "results.json").read_bytes()
     assert not (out / "shufflenet_v2_cifar-seed0" / "results.json").exists()
 

@@ -24,7 +24,7 @@ from resnet.experiments.verdicts import (cure_verdict, margin_verdict, order_ver
                                         verdicts)
 from resnet.models import create_model
 
-from .conftest import main_cli
+from .conftest import kill_at_first_checkpoint, main_cli
 
 TRAIN_LIMIT = 384
 BATCH = 32  # TRAIN_LIMIT / BATCH = 12 steps: the tiny study trains exactly one epoch
@@ -454,23 +454,9 @@ def test_a_killed_study_resumes_where_it_stopped(tmp_path, capsys):
     """SIGKILL in the middle of the third cell (after its first checkpoint): the rerun skips the two finished
     cells, resumes the third from its checkpoint (its step log continues, it does not start again) and finishes.
     Depths 20 and 32: no gradient analysis, so the kill comes sooner."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     out = tmp_path / "study"
     argv = ["degradation", "--out", str(out), *TINY, "--depths", "20", "32"]
-    process = subprocess.Popen([sys.executable, "-m", "resnet", *argv], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    checkpoints = out / "plain32-seed0" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while not list(checkpoints.glob("step-*.pt")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the study ended before it could be killed: " + process.stderr.read()[-2000:]
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(argv, out / "plain32-seed0" / "checkpoints")
     assert not (out / "plain32-seed0" / "results.json").exists()
 
     code, stdout, stderr = main_cli(argv, capsys)
