@@ -27,8 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     extra = dict(parse_override(text) for text in args.set or [])
-    result = comparison(args.models, budget=args.budget, seeds=args.seeds, data=args.data, out=args.out,
-                        extra=extra)
-    out = args.out or f"runs/compare-{args.data or 'fashion-mnist'}"
+    out = comparison(args.models, budget=args.budget, seeds=args.seeds, data=args.data, out=args.out,
+                     extra=extra)["out"]
     print(f"figure: {out}/comparison.png   tables: {out}/results.md, {out}/results.json")
-    return 0 if result else 1
+    return 0

@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.add_argument("--profile", default="default", choices=list(PROFILES),
                    help="default: Fashion-MNIST, depths 20/32/44/56 x 3 seeds; quick: depths 20 and 56, one seed; "
-                        "deep: depths 20 and 110, two seeds; depth: ResNet-20 and -56 only, 3 seeds, 2,500 iterations; paper: the paper's 64k-iteration CIFAR-10 schedule "
-                        "(needs CIFAR-10)")
+                        "deep: depths 20 and 110, two seeds; depth: ResNet-20 and -56 only, 3 seeds, 2,500 "
+                        "iterations; paper: the paper's 64k-iteration CIFAR-10 schedule (needs CIFAR-10)")
     p.add_argument("--data", help="data set (default: the profile's)")
     p.add_argument("--depths", type=int, nargs="+", metavar="N", help="depths from 20 32 44 56 110")
     p.add_argument("--seeds", type=int, help="runs per net, mean ± std (default: the profile's)")

@@ -137,19 +137,21 @@ def model_table(runs: list[dict]) -> list[dict]:
 
 
 def results_markdown(table: list[dict], found: dict, meta: dict) -> str:
+    """results.md: how the comparison ran, one row per model, the recipes, the statements and the figure."""
     rows = [[r["model"], r["lineage"], r["recipe"], f"{r['params']:,}", human(r["macs"]), f"{r['img_per_s']:,.0f}",
              f"{r['epochs']:.1f}", f"{r['top1']:.2f} ± {r['top1_std']:.2f}",
              ", ".join(f"{v:.2f}" for v in r["top1_seeds"])] for r in table]
-    table_md = format_table(("model", "architecture", "recipe", "params", "MACs", "train img/s", "epochs", "test top-1 %",
-                             "per seed"), rows, align="lllrrrrrl")
+    table_md = format_table(("model", "architecture", "recipe", "params", "MACs", "train img/s", "epochs",
+                             "test top-1 %", "per seed"), rows, align="lllrrrrrl")
     size = "x".join(map(str, meta["input_size"]))
     return "\n".join([
         f"# ResNet and its successors on {meta['data']}", "",
         f"Every model trained for {meta['length']} per seed on {meta['machine']} ({meta['precision']}); "
         f"{meta['seeds']} seed(s) each, mean ± std over seeds. Parameters and MACs at the data's images "
         f"({size}); training images per second: the images a cell trained on over its training time (its "
-        f"final test excluded), on this machine. Training time {meta['minutes']:.1f} min summed over the cells; wall time "
-        f"{meta['wall_minutes']:.1f} min over {meta['invocations']} invocation(s).", "",
+        f"final test excluded), on this machine. Training time {meta['minutes']:.1f} min summed over the cells; "
+        f"wall time {meta['wall_minutes']:.1f} min over {meta['invocations']} invocation(s) that reached the end.",
+        "",
         table_md, "",
         "Recipes: " + "; ".join(f"`{name}` ({', '.join(models)})" for name, models in meta["recipes"].items())
         + " (configs/, each saying what it is and why).", "",
@@ -178,6 +180,8 @@ def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUD
 
 
 def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: float, log: Callable = print) -> dict:
+    """The comparison's table, statements, figure, results.md and results.json from every cell's numbers; the wall
+    time and invocations add up over the comparison's sittings."""
     table = model_table(runs)
     found = statements(table)
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
@@ -186,15 +190,14 @@ def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: flo
     for row in table:
         recipes.setdefault(row["recipe"], []).append(row["model"])
     devices = sorted({r["device"] for r in runs})
-    meta = {"data": cfg.data.name, "input_size": runs[0]["input_size"], "seeds": max(r["seeds"] for r in table),
-            "length": run_length(cfg),
-            "budget": cfg.budget, "recipes": recipes,
+    meta = {"out": str(out), "data": cfg.data.name, "input_size": runs[0]["input_size"],
+            "seeds": max(r["seeds"] for r in table), "length": run_length(cfg), "budget": cfg.budget,
+            "recipes": recipes,
             "machine": cpu_summary() if devices == ["cpu"] else ", ".join(sorted({r["machine"] for r in runs})),
             "precision": ", ".join(sorted({r["precision"] for r in runs})),
             "minutes": sum(r["train_minutes"] for r in runs),
             "wall_minutes": previous.get("wall_minutes", 0.0) + (time.perf_counter() - started) / 60,
-            "invocations": previous.get("invocations", 0) + 1,
-            "date": time.strftime("%Y-%m-%d")}
+            "invocations": previous.get("invocations", 0) + 1, "date": time.strftime("%Y-%m-%d")}
     plot_comparison(table, out / "comparison.png", f"ResNet and its successors on {meta['data']}, "
                                                    f"{meta['length']} each")
     write_text(out / "results.md", results_markdown(table, found, meta))
