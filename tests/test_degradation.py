@@ -130,6 +130,10 @@ def test_response_verdicts_on_known_numbers():
     assert found["deeper_residual_weaker"]["answer"] == "no"  # a tie
     assert found["deeper_residual_weaker"]["evidence"] == "resnet20 0.600 = resnet56 0.600"
     assert found["residual_weaker_than_plain"]["evidence"] == "20: 0.600 vs 0.500, 56: 0.600 vs 0.800"
+    alone = response_verdicts({"resnet20": net("resnet", 20, 0.6), "resnet56": net("resnet", 56, 0.5)})
+    assert alone["residual_weaker_than_plain"] == {
+        "answer": "n/a", "evidence": "no plain net in this study",
+        "claim": "residual nets respond more weakly than plain nets of the same depth (mean layer std)"}
 
 
 def test_aggregate_mean_and_std_over_seeds():

@@ -143,7 +143,8 @@ def response_verdicts(responses: dict[str, dict]) -> dict:
         "residual_weaker_than_plain": {
             "answer": NOT_MEASURED if not paired else (YES if all(weaker) else NO),
             "claim": "residual nets respond more weakly than plain nets of the same depth (mean layer std)",
-            "evidence": ", ".join(f"{d}: {by[('resnet', d)]:.3f} vs {by[('plain', d)]:.3f}" for d in paired)},
+            "evidence": (", ".join(f"{d}: {by[('resnet', d)]:.3f} vs {by[('plain', d)]:.3f}" for d in paired)
+                         or "no plain net in this study")},
         "deeper_residual_weaker": {
             "answer": NOT_MEASURED if len(depths) < 2 else (
                 YES if all(b < a for a, b in pairwise(residual)) else NO),
