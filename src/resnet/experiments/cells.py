@@ -43,7 +43,8 @@ def run_cell(cell: Cell, position: str, log: Callable) -> dict:
         log(f"[{position}] {cell.name}: finished, skipped")
     else:
         cfg = cell.cfg
-        length = f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.epochs} epochs"
+        length = (f"a budget of {cfg.budget}" if cfg.budget else f"{cfg.iterations} iterations" if cfg.iterations
+                  else f"{cfg.epochs} epochs")
         log(f"[{position}] {cell.name}: {state} ({length})")
         train(cfg, resume=None if state == "training" else "auto", log=lambda *a, **k: None)
     return json.loads((cell.run_dir / "results.json").read_text())

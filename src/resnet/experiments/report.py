@@ -52,7 +52,10 @@ def mean_curves(cells: list[NetCell]) -> dict[str, dict]:
 
 def draw_figures(out: Path, cells: list[NetCell], summary: dict, data: str) -> None:
     """Figure 6 (training and test error curves), and Figure 7 and the gradient flow where they were measured."""
-    plot_degradation(mean_curves(cells), out / "degradation.png", f"Degradation on {data}: plain vs residual nets")
+    kinds = {c.kind for c in cells}
+    plot_degradation(mean_curves(cells), out / "degradation.png",
+                     f"Degradation on {data}: plain vs residual nets" if kinds == {"plain", "resnet"}
+                     else f"Training and test error on {data}: {'residual' if kinds == {'resnet'} else 'plain'} nets")
     if "responses" in summary:
         plot_responses(summary["responses"], out / "responses.png", f"Layer responses on {data} (paper Fig. 7)")
     if summary["gradients"]:
