@@ -142,3 +142,32 @@ def test_a_tiny_comparison_killed_and_run_again(tmp_path, capsys):
     assert (out / "comparison.png").stat().st_size > 10_000
     text = (out / "results.md").read_text()
     assert "| resnet14 " in text and "## Statements" in text and "(comparison.png)" in text
+
+
+def test_a_refused_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
+    """A cell its budget cannot hold (DenseNet-BC-100 in 5 minutes on two cores) is refused with its sentence; the
+    comparison trains and reports the rest, and lists the refused cell; all refused is one sentence of its own."""
+    from resnet.experiments import comparison as cmp
+
+    def fake_run_cell(cell, position, log):
+        if cell.model == "densenet_bc100":
+            raise UserError("a budget of 5m leaves room for 0 training steps here")
+        return {"test_top1": 90.0 + cell.seed}
+
+    def fake_numbers(cell, results):
+        return {"model": cell.model, "lineage": "resnet", "recipe": cell.cfg.recipe, "seed": cell.seed,
+                "test_top1": results["test_top1"], "params": 1, "macs": 2, "input_size": [1, 28, 28],
+                "img_per_s": 100.0, "train_minutes": 1.0, "epochs": 1.0, "precision": "bf16", "device": "cpu",
+                "machine": "cpu"}
+
+    monkeypatch.setattr(cmp, "run_cell", fake_run_cell)
+    monkeypatch.setattr(cmp, "cell_numbers", fake_numbers)
+    logged = []
+    result = cmp.comparison(["resnet20", "densenet_bc100"], seeds=2, out=tmp_path / "c", log=logged.append)
+    assert [m["model"] for m in result["models"]] == ["resnet20"] and result["models"][0]["top1"] == 90.5
+    assert result["refused"] == [{"model": "densenet_bc100", "seed": s,
+                                  "reason": "a budget of 5m leaves room for 0 training steps here"} for s in (0, 1)]
+    assert "    refused: a budget of 5m leaves room for 0 training steps here" in logged
+    assert "Refused (not in the table): densenet_bc100 seed 0: a budget" in (tmp_path / "c" / "results.md").read_text()
+    with pytest.raises(UserError, match="every cell of the comparison was refused, e.g. densenet_bc100"):
+        cmp.comparison(["densenet_bc100"], seeds=1, out=tmp_path / "d", log=logged.append)

@@ -155,6 +155,8 @@ def results_markdown(table: list[dict], found: dict, meta: dict) -> str:
         table_md, "",
         "Recipes: " + "; ".join(f"`{name}` ({', '.join(models)})" for name, models in meta["recipes"].items())
         + " (configs/, each saying what it is and why).", "",
+        *(["Refused (not in the table): " + "; ".join(f"{r['model']} seed {r['seed']}: {r['reason']}"
+                                                       for r in meta["refused"]), ""] if meta["refused"] else []),
         "## Statements", "", *statement_lines(found), "",
         "![accuracy against MACs and against training speed](comparison.png)", "",
     ])
@@ -171,15 +173,25 @@ def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUD
     cells = plan(models, out, seeds, budget, data, extra)
     log(describe_plan(cells))
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs, refused = [], []
     for i, cell in enumerate(cells, 1):
-        runs.append(cell_numbers(cell, run_cell(cell, f"{i}/{len(cells)}", log)))
+        try:  # a cell its budget cannot hold is refused with one sentence: the others still train
+            results = run_cell(cell, f"{i}/{len(cells)}", log)
+        except UserError as exc:
+            refused.append({"model": cell.model, "seed": cell.seed, "reason": str(exc)})
+            log(f"    refused: {exc}")
+            continue
+        runs.append(cell_numbers(cell, results))
         log(f"    test top-1 {runs[-1]['test_top1']:.2f}%  {runs[-1]['img_per_s']:,.0f} img/s  "
             f"({format_duration(runs[-1]['train_minutes'] * 60)})")
-    return write_comparison(out, runs, cells[0], started, log)
+    if not runs:
+        raise UserError(f"every cell of the comparison was refused, e.g. {refused[0]['model']}: "
+                        f"{refused[0]['reason']}")
+    return write_comparison(out, runs, cells[0], started, log, refused)
 
 
-def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: float, log: Callable = print) -> dict:
+def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: float, log: Callable = print,
+                     refused: list[dict] | None = None) -> dict:
     """The comparison's table, statements, figure, results.md and results.json from every cell's numbers; the wall
     time and invocations add up over the comparison's sittings."""
     table = model_table(runs)
@@ -197,7 +209,8 @@ def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: flo
             "precision": ", ".join(sorted({r["precision"] for r in runs})),
             "minutes": sum(r["train_minutes"] for r in runs),
             "wall_minutes": previous.get("wall_minutes", 0.0) + (time.perf_counter() - started) / 60,
-            "invocations": previous.get("invocations", 0) + 1, "date": time.strftime("%Y-%m-%d")}
+            "invocations": previous.get("invocations", 0) + 1, "date": time.strftime("%Y-%m-%d"),
+            "refused": refused or []}
     plot_comparison(table, out / "comparison.png", f"ResNet and its successors on {meta['data']}, "
                                                    f"{meta['length']} each")
     write_text(out / "results.md", results_markdown(table, found, meta))
