@@ -26,6 +26,11 @@ class Cell:
         return (self.run_dir / "results.json").is_file()
 
 
+def run_length(cfg: Config) -> str:
+    """How long a cell trains, as its recipe says it: a budget ("5m"), iterations or epochs."""
+    return cfg.budget or (f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.epochs} epochs")
+
+
 def cell_state(cell: Cell) -> str:
     """``finished``, ``resuming`` (a valid checkpoint), ``restarting`` (a directory without one) or ``training``
     (nothing yet)."""
@@ -43,8 +48,6 @@ def run_cell(cell: Cell, position: str, log: Callable) -> dict:
         log(f"[{position}] {cell.name}: finished, skipped")
     else:
         cfg = cell.cfg
-        length = (f"a budget of {cfg.budget}" if cfg.budget else f"{cfg.iterations} iterations" if cfg.iterations
-                  else f"{cfg.epochs} epochs")
-        log(f"[{position}] {cell.name}: {state} ({length})")
+        log(f"[{position}] {cell.name}: {state} ({'a budget of ' if cfg.budget else ''}{run_length(cfg)})")
         train(cfg, resume=None if state == "training" else "auto", log=lambda *a, **k: None)
     return json.loads((cell.run_dir / "results.json").read_text())

@@ -10,6 +10,7 @@ counts the model's parameters and MACs at the data's image size, and writes ``re
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import Config, load_config, parse_duration
+from ..config import load_config, parse_duration
 from ..device import cpu_summary
 from ..errors import UserError
 from ..io import write_json, write_text
@@ -25,9 +26,11 @@ from ..models import model_info
 from ..models.successors import SUCCESSORS
 from ..models.summary import summarize
 from ..plots import plot_comparison
+from ..runs import RUN_FILE
 from ..table import format_table, human
 from ..train.log import format_duration
-from .cells import Cell, run_cell
+from ..weights.card import card_beside
+from .cells import Cell, run_cell, run_length
 from .statements import statement_lines, statements
 
 DEFAULT_RECIPE = "compare-fashion-mnist"
@@ -75,11 +78,6 @@ def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, budget: str |
     return cells
 
 
-def run_length(cfg: Config) -> str:
-    """How long each cell trains, as the recipe says it: a budget, iterations or epochs."""
-    return cfg.budget or (f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.epochs} epochs")
-
-
 def describe_plan(cells: list[ModelCell]) -> str:
     """What will train, with which recipe, and for how long (a budget is wall time, everything included)."""
     models = list(dict.fromkeys(c.model for c in cells))
@@ -96,18 +94,26 @@ def describe_plan(cells: list[ModelCell]) -> str:
 # -------------------------------------------------------------------------------------------------- the numbers
 
 
+@functools.lru_cache(maxsize=None)
+def model_size(model: str, input_size: tuple[int, int, int], classes: int) -> tuple[int, int]:
+    """(parameters, MACs) of ``model`` at ``input_size`` with ``classes`` outputs: counted once per model, not per
+    seed."""
+    size = summarize(model, input_size, num_classes=classes)
+    return size.params, size.macs
+
+
 def cell_numbers(cell: ModelCell, results: dict) -> dict:
     """One finished cell's numbers: accuracy, training speed, and the model's size and cost at the data's image
     size (from the run's model card)."""
-    card = json.loads((cell.run_dir / "model.json").read_text())
-    input_size = tuple(card["input_size"])
-    size = summarize(cell.model, input_size, num_classes=len(card["classes"]))
-    run = json.loads((cell.run_dir / "run.json").read_text())
+    card = card_beside(cell.run_dir / "model.safetensors")
+    input_size = tuple(card.input_size)
+    params, macs = model_size(cell.model, input_size, len(card.classes))
+    run = json.loads((cell.run_dir / RUN_FILE).read_text())
     seconds = results["train_minutes"] * 60
     images = results["steps"] * run["global_batch"]
     return {"model": cell.model, "lineage": model_info(cell.model).lineage, "recipe": cell.cfg.recipe,
             "seed": cell.seed, "run_dir": str(cell.run_dir), "test_top1": results["test_top1"],
-            "test_top5": results.get("test_top5"), "params": size.params, "macs": size.macs,
+            "test_top5": results.get("test_top5"), "params": params, "macs": macs,
             "input_size": list(input_size), "img_per_s": images / seconds if seconds else 0.0,
             "train_minutes": results["train_minutes"], "steps": results["steps"], "epochs": results.get("epochs"),
             "precision": results.get("precision", ""), "device": results.get("device", ""),

@@ -50,8 +50,8 @@ def cheaper_successors_reaching(table: list[dict], baseline: str = BASELINE) -> 
     cheaper = [r for r in successors if r["macs"] < base["macs"]]
     found = [r for r in cheaper if reaches(r, base)]
     evidence = (f"{baseline}: {base['top1']:.2f} ± {base['top1_std']:.2f} at {base['macs'] / 1e6:.1f} M MACs; "
-                + ("; ".join(f"{r['model']} {r['top1']:.2f} ± {r['top1_std']:.2f} at {r['macs'] / 1e6:.1f} M "
-                             f"({'reaches' if r in found else 'does not reach'})" for r in cheaper)
+                + ("; ".join(f"{_fmt(r)} at {r['macs'] / 1e6:.1f} M ({'reaches' if r in found else 'does not reach'})"
+                             for r in cheaper)
                    if cheaper else "no successor has fewer MACs"))
     return {"answer": YES if found else NO, "claim": claim, "models": [r["model"] for r in found],
             "evidence": evidence + _seeds_note(base, *cheaper)}
