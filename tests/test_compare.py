@@ -1,5 +1,6 @@
 """`resnet compare`: the statements on known numbers (milliseconds), the recipe each family trains with, the plan's
-checks, and a tiny comparison through the command line, killed in its second cell and run again."""
+checks, a tiny comparison through the command line, killed in its second cell and run again, and the refusal of
+an old cell of another config."""
 
 from __future__ import annotations
 
@@ -171,3 +172,35 @@ def test_a_refused_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     assert "Refused (not in the table): densenet_bc100 seed 0: a budget" in (tmp_path / "c" / "results.md").read_text()
     with pytest.raises(UserError, match="every cell of the comparison was refused, e.g. densenet_bc100"):
         cmp.comparison(["densenet_bc100"], seeds=1, out=tmp_path / "d", log=logged.append)
+
+
+def test_a_cell_of_another_config_is_refused_before_anything_trains(tmp_path, capsys):
+    """A finished cell is reused only when its run's config is the cell's: after a recipe change (here the final
+    test's views) the rerun refuses in one sentence before training and leaves the old cell as it was. ``out`` only
+    locates a run, and a change a resume recorded in run.json counts as the run's config."""
+    import dataclasses
+
+    from resnet.config import parse_override, save_config
+    from resnet.experiments.cells import config_differences
+
+    out = tmp_path / "compare"
+    settings = dict(parse_override(text) for text in TINY[3::2])
+    old = plan(["resnet14"], out, 1, extra={**settings, "test_tta": "flip-translate"})[0]
+    old.run_dir.mkdir(parents=True)
+    save_config(old.cfg, old.run_dir / "config.yaml")
+    (old.run_dir / "results.json").write_text("{}")
+    before = (old.run_dir / "config.yaml").read_bytes()
+
+    code, stdout, stderr = main_cli(["compare", "resnet14", "shufflenet_v2_cifar", "--out", str(out), *TINY], capsys)
+    assert code == 2 and "Traceback" not in stderr
+    assert f"{old.run_dir} holds a run of another config (test_tta 'flip-translate' there, 'none' now)" in stderr
+    assert (old.run_dir / "config.yaml").read_bytes() == before and (old.run_dir / "results.json").read_text() == "{}"
+    assert not (out / "shufflenet_v2_cifar-seed0").exists()
+
+    elsewhere = plan(["resnet14"], tmp_path / "moved", 1, extra={**settings, "test_tta": "flip-translate"})[0]
+    assert config_differences(dataclasses.replace(elsewhere, run_dir=old.run_dir)) == {}
+    new = plan(["resnet14"], out, 1, extra=settings)[0]
+    assert config_differences(new) == {"test_tta": ("flip-translate", "none")}
+    (old.run_dir / "run.json").write_text(json.dumps({"changes": {"test_tta": "none"}}))
+    assert config_differences(new) == {}
+    assert config_differences(dataclasses.replace(new, run_dir=tmp_path / "empty")) == {}

@@ -436,6 +436,22 @@ def test_tiny_study_numbers_figures_tables_and_reruns(tmp_path, capsys):
     assert (out / "results.md").read_text() == text and json.loads((out / "results.json").read_text()) == again
 
 
+def test_a_study_over_cells_of_another_recipe_is_refused_before_anything_trains(tmp_path, capsys):
+    """The study's output directory holds a cell of the default profile's recipe; the tiny study asked for now would
+    mix its cells with that one, so it refuses in one sentence and leaves the old cell as it was."""
+    from resnet.config import save_config
+
+    out = tmp_path / "study"
+    old = plan("default", out)[0]
+    old.run_dir.mkdir(parents=True)
+    save_config(old.cfg, old.run_dir / "config.yaml")
+    before = (old.run_dir / "config.yaml").read_bytes()
+    code, stdout, stderr = main_cli(["degradation", "--out", str(out), *TINY], capsys)
+    assert code == 2 and "Traceback" not in stderr
+    assert f"{old.run_dir} holds a run of another config (" in stderr
+    assert "move it aside or choose another --out" in stderr
+    assert (old.run_dir / "config.yaml").read_bytes() == before and sorted(out.iterdir()) == [old.run_dir]
+
 def test_very_deep_nets_first_steps_on_the_same_batches(tmp_path, capsys):
     """The very-deep experiment end to end on the shallowest pair (the same code trains plain-1202 and ResNet-1202):
     both nets see the same batches, every stage has a gradient norm, and the tables say what was measured."""

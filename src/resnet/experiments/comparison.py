@@ -30,7 +30,7 @@ from ..runs import RUN_FILE
 from ..table import format_table, human
 from ..train.log import format_duration
 from ..weights.card import card_beside
-from .cells import Cell, run_cell, run_length
+from .cells import Cell, check_reusable, run_cell, run_length
 from .statements import statement_lines, statements
 
 DEFAULT_RECIPE = "compare-fashion-mnist"
@@ -177,6 +177,7 @@ def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUD
     models = list(models or DEFAULT_MODELS)
     out = Path(out or f"runs/compare-{data or 'fashion-mnist'}")
     cells = plan(models, out, seeds, budget, data, extra)
+    check_reusable(cells)
     log(describe_plan(cells))
     out.mkdir(parents=True, exist_ok=True)
     runs, refused = [], []

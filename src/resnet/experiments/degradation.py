@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..models import create_model
 from ..train.log import format_duration
 from .analysis import CellResult, aggregate, analyse
-from .cells import run_cell
+from .cells import check_reusable, run_cell
 from .grid import NetCell, plan
 from .planning import describe_plan
 from .profiles import PROFILES
@@ -77,6 +77,7 @@ def degradation(profile: str = "default", data: str | None = None, depths: list[
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     out = Path(out or f"runs/degradation-{profile}-{data or PROFILES[profile].data}")
     cells = plan(profile, out, data, depths, seeds, extra)
+    check_reusable(cells)
     log(describe_plan(cells))
     out.mkdir(parents=True, exist_ok=True)
     found = run_study(cells, log)
