@@ -86,11 +86,13 @@ def test_the_transformer_against_the_cnns():
 
 def test_model_table_means_over_seeds_in_order():
     runs = [{"model": m, "lineage": "resnet", "recipe": "r", "params": 1, "macs": 2, "test_top1": t,
-             "img_per_s": s, "epochs": 3.0} for m, t, s in (("b", 90.0, 100.0), ("a", 80.0, 50.0), ("b", 92.0, 300.0))]
+             "img_per_s": s, "epochs": 3.0, "train_minutes": s / 100}
+            for m, t, s in (("b", 90.0, 100.0), ("a", 80.0, 50.0), ("b", 92.0, 300.0))]
     table = model_table(runs)
     assert [r["model"] for r in table] == ["b", "a"]
     assert table[0]["top1"] == 91.0 and table[0]["top1_std"] == pytest.approx(2 ** 0.5)
     assert table[0]["img_per_s"] == 200.0 and table[0]["top1_seeds"] == [90.0, 92.0] and table[1]["seeds"] == 1
+    assert table[0]["train_minutes"] == 2.0 and table[1]["train_minutes"] == 0.5
 
 
 # ------------------------------------------------------------------------------------------------- recipes, plan
@@ -138,6 +140,7 @@ def test_a_tiny_comparison_killed_and_run_again(tmp_path, capsys):
         own = json.loads((out / f"{run['model']}-seed0" / "results.json").read_text())
         assert run["test_top1"] == own["test_top1"] and run["steps"] == own["steps"] == 8
         assert run["img_per_s"] == pytest.approx(8 * 32 / (own["train_minutes"] * 60))
+    assert [m["train_minutes"] for m in results["models"]] == [r["train_minutes"] for r in results["runs"]]
     assert results["models"][0]["params"] == 172_218 and results["models"][1]["params"] == 1_263_422
     assert set(results["statements"]) == {"cheaper_successors", "densenet_vs_resnet", "transformer_vs_cnns"}
     assert (out / "comparison.png").stat().st_size > 10_000

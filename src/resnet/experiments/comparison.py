@@ -134,6 +134,7 @@ def model_table(runs: list[dict]) -> list[dict]:
         row["top1_seeds"] = top1
         row["img_per_s"] = statistics.fmean(r["img_per_s"] for r in row["runs"])
         row["epochs"] = statistics.fmean(r["epochs"] or 0.0 for r in row["runs"])
+        row["train_minutes"] = statistics.fmean(r["train_minutes"] for r in row["runs"])
         row["seeds"] = len(top1)
         del row["runs"]
     return list(rows.values())
@@ -145,17 +146,19 @@ def model_table(runs: list[dict]) -> list[dict]:
 def results_markdown(table: list[dict], found: dict, meta: dict) -> str:
     """results.md: how the comparison ran, one row per model, the recipes, the statements and the figure."""
     rows = [[r["model"], r["lineage"], r["recipe"], f"{r['params']:,}", human(r["macs"]), f"{r['img_per_s']:,.0f}",
-             f"{r['epochs']:.1f}", f"{r['top1']:.2f} ± {r['top1_std']:.2f}",
+             f"{r['train_minutes']:.1f}", f"{r['epochs']:.1f}", f"{r['top1']:.2f} ± {r['top1_std']:.2f}",
              ", ".join(f"{v:.2f}" for v in r["top1_seeds"])] for r in table]
-    table_md = format_table(("model", "architecture", "recipe", "params", "MACs", "train img/s", "epochs",
-                             "test top-1 %", "per seed"), rows, align="lllrrrrrl")
+    table_md = format_table(("model", "architecture", "recipe", "params", "MACs", "train img/s", "train min",
+                             "epochs", "test top-1 %", "per seed"), rows, align="lllrrrrrrl")
     size = "x".join(map(str, meta["input_size"]))
     return "\n".join([
         f"# ResNet and its successors on {meta['data']}", "",
         f"Every model trained for {meta['length']} per seed on {meta['machine']} ({meta['precision']}); "
         f"{meta['seeds']} seed(s) each, mean ± std over seeds. Parameters and MACs at the data's images "
         f"({size}); training images per second: the images a cell trained on over its training time (its "
-        f"final test excluded), on this machine. Training time {meta['minutes']:.1f} min summed over the cells; "
+        f"final test excluded), on this machine; train min: the minutes spent training (a budget also pays for "
+        f"planning, checkpoints and the final test); epochs: the images trained on, in passes over the training "
+        f"set. Training time {meta['minutes']:.1f} min summed over the cells; "
         f"wall time {meta['wall_minutes']:.1f} min over {meta['invocations']} invocation(s) that reached the end.",
         "",
         table_md, "",
