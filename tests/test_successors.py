@@ -75,6 +75,14 @@ def test_built_from_torchvision_classes_only(name):
     assert own == {"resnet.models.rehoused"}
 
 
+def test_batch_norm_statistics_follow_a_short_run():
+    """Every successor's BN keeps running statistics with momentum 0.1, as the ResNets do: MobileNetV3's ImageNet
+    0.01 left a 116-step run predicting one class. Its builder still takes the paper's value when asked."""
+    for name in NAMES:
+        assert {m.momentum for m in create_model(name).modules() if isinstance(m, nn.BatchNorm2d)} <= {0.1}, name
+    slow = create_model("mobilenet_v3_cifar", bn_momentum=0.01)
+    assert {m.momentum for m in slow.modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}
+
 def test_the_interface_the_tools_read():
     """A new head where fc's input is not the feature map's width (MobileNetV3's hidden layer), stages to freeze,
     a stage table, and pre-logits features."""
