@@ -57,6 +57,8 @@ def test_densenet_against_the_resnet_of_nearest_parameters():
     s = densenet_beats_resnet(table)
     assert s["answer"] == "yes" and s["resnet"] == "resnet56"  # nearest in parameters, and not the plain net
     assert "beats resnet56 92.00 ± 0.20" in s["evidence"]
+    assert statement_lines({"d": s})[0].startswith("- DenseNet (densenet_bc100) beats the ResNet of about its "
+                                                 "parameters (resnet56): **yes** (densenet_bc100 93.00 ± 0.30")
     # A spread wider than the gap: not a win, and not a loss either.
     wide = [r if r["model"] != "densenet_bc100" else row("densenet_bc100", "densenet", 93.0, 0.6, params=769_000)
             for r in table]

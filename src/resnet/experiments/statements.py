@@ -69,7 +69,7 @@ def densenet_beats_resnet(table: list[dict]) -> dict:
     won = beats(dense, twin)
     relation = "beats" if won else ("is beaten by" if beats(twin, dense) else "is within the spread of")
     return {"answer": YES if won else NO, "densenet": dense["model"], "resnet": twin["model"],
-            "claim": f"{dense['model']} beats the ResNet of about its parameters ({twin['model']})",
+            "claim": f"DenseNet ({dense['model']}) beats the ResNet of about its parameters ({twin['model']})",
             "evidence": (f"{_fmt(dense)} ({dense['params']:,} parameters) {relation} {_fmt(twin)} "
                          f"({twin['params']:,}); margin 2 x {max(dense['top1_std'], twin['top1_std']):.2f}"
                          + _seeds_note(dense, twin))}
