@@ -209,3 +209,17 @@ def test_a_cell_of_another_config_is_refused_before_anything_trains(tmp_path, ca
     (old.run_dir / "run.json").write_text(json.dumps({"changes": {"test_tta": "none"}}))
     assert config_differences(new) == {}
     assert config_differences(dataclasses.replace(new, run_dir=tmp_path / "empty")) == {}
+
+
+def test_names_of_points_at_one_place_do_not_overlap():
+    """ResNet-20 and plain-20 have the same MACs and about the same accuracy: their names go to different sides."""
+    import matplotlib.pyplot as plt
+
+    from resnet.plots import name_points
+
+    fig, ax = plt.subplots()
+    ax.plot([30, 30, 300], [92.4, 92.4, 40.0], "o")
+    ax.set_xscale("log")
+    sides = name_points(ax, [(30, 92.4, "resnet20"), (30, 92.4, "plain20"), (300, 40.0, "densenet_bc100")])
+    plt.close(fig)
+    assert sides[0] != sides[1] and sides[2] == sides[0]

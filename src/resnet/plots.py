@@ -212,6 +212,43 @@ def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+LABEL_SIDES = ((5, 4, "left"), (5, -11, "left"), (-5, 4, "right"), (-5, -11, "right"),  # offsets in points
+               (5, 14, "left"), (5, -21, "left"), (-5, 14, "right"), (-5, -21, "right"))
+
+
+def name_points(ax, points: list[tuple[float, float, str]], fontsize: float = 7.5) -> list[tuple]:
+    """Name each (x, y, name) point beside it, on the first side (right or left, above or below, near then farther)
+    whose text overlaps no point and no name already placed (else the side least covered), so that nets of equal
+    cost (ResNet-20 and plain-20) stay readable; returns each name's (dx, dy, ha). Call after the axes' scales and
+    margins are set."""
+    ax.autoscale_view()
+    scale = ax.figure.dpi / 72  # display pixels per point
+    marker = 4 * scale  # the points themselves are in the way too
+    placed = [(px - marker, py - marker, px + marker, py + marker)
+              for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)]
+    sides = []
+    for x, y, text in sorted(points, key=lambda p: -p[1]):
+        px, py = ax.transData.transform((x, y))
+        width, height = 0.6 * fontsize * len(text) * scale, 1.2 * fontsize * scale  # an estimate of the text's box
+        options = []
+        for dx, dy, ha in LABEL_SIDES:
+            left = px + dx * scale - (width if ha == "right" else 0)
+            box = (left, py + dy * scale, left + width, py + dy * scale + height)
+            options.append((sum(_overlap(box, other) for other in placed), (dx, dy, ha), box))
+            if options[-1][0] == 0:
+                break
+        _, (dx, dy, ha), box = min(options, key=lambda o: o[0])  # the first free side, else the least covered
+        placed.append(box)
+        sides.append((dx, dy, ha))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize, ha=ha)
+    return sides
+
+
+def _overlap(a: tuple, b: tuple) -> float:
+    """The area two (x0, y0, x1, y1) boxes share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def plot_comparison(models: list[dict], path: Path, title: str = "") -> None:
     """ResNet and its successors: test top-1 against MACs (left) and against training images per second (right),
     both on log axes, one point per model with its seeds' standard deviation as an error bar, one colour per
@@ -220,12 +257,14 @@ def plot_comparison(models: list[dict], path: Path, title: str = "") -> None:
     colours = dict(zip(lineages, plt.get_cmap("tab10").colors))
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
     for ax, key, label in ((axes[0], "macs", "MACs per image"), (axes[1], "img_per_s", "training images / s")):
+        points = []
         for m in models:
             x = m[key] / 1e6 if key == "macs" else m[key]
             ax.errorbar(x, m["top1"], yerr=m["top1_std"], fmt="o", color=colours[m["lineage"]], capsize=3, ms=6)
-            ax.annotate(m["model"], (x, m["top1"]), textcoords="offset points", xytext=(5, 4), fontsize=7.5)
+            points.append((x, m["top1"], m["model"]))
         ax.set_xscale("log")
         ax.margins(x=0.12, y=0.08)  # room for the names of the outermost points
+        name_points(ax, points)
         _label_log_axis(ax.xaxis, *ax.get_xlim())
         ax.set_xlabel(f"{label}{' (millions)' if key == 'macs' else ''}, log scale")
         ax.grid(alpha=0.3, which="both")
