@@ -54,6 +54,7 @@ def config_differences(cell: Cell) -> dict[str, tuple]:
 
 
 def _dotted(data: dict, key: str):
+    """The value at a dotted key of a nested config dict (None where it has none)."""
     for part in key.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
