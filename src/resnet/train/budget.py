@@ -5,9 +5,11 @@ the command's start to the end of the final test. The rules:
    PROBE_SHARE of the budget; the run gets the steps that fit in (1 - SAFETY) of what start-up left, with the periodic
    evaluations, the closing (the last evaluation and the final test held EVAL_MARGIN longer than timed, then
    FINISH_SECONDS) and fewer than an epoch if that is all that fits; fewer than MIN_STEPS is refused in one sentence.
-2. Keep: at every log step and epoch end the end is fitted again the same way, from the step time measured so far
-   (smoothed over SMOOTHING_SECONDS), evaluations scaled by the last one measured (before it, and the finish always,
-   by the step time); the end moves only when the fit differs from it by more than HYSTERESIS of the steps left.
+2. Keep: every FIT_SECONDS of planned training (every log step at most) and at every epoch end the end is fitted
+   again the same way, from the step time measured so far (smoothed over SMOOTHING_SECONDS), evaluations and the test
+   scaled by the last evaluation measured (before one, by the step time when it is slower than planned, never when
+   faster: the timed steps may have been warming up), the finish by the step time; the end moves only when the fit
+   differs from it by more than HYSTERESIS of the steps left.
 3. The learning-rate schedule, built for the first plan, is stretched or compressed to end at the end, with no jump.
 4. A checkpoint keeps the keeper's state: a resumed run continues its end and the time it has already spent.
 """
@@ -33,6 +35,8 @@ PROBE_SHARE = 0.05  # the most of the budget the plan's timing may take: trainin
 MIN_STEPS = 5  # a budget that fits fewer training steps than this is refused: too few to train anything
 SMOOTHING_SECONDS = 30.0  # time constant of the measured step time: follows a drifting machine, not one slow window
 HYSTERESIS = 0.02  # the end moves when the fit differs by more than this share of the steps left (at least a step)
+FIT_SECONDS = 10.0  # the end is fitted at least this often in planned time, so that a run of a few slow steps is
+#                     fitted while it runs, not only at log steps it may never reach
 
 
 @dataclass
@@ -154,8 +158,9 @@ def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pi
 
 
 class BudgetKeeper:
-    """Owns a budget run's end: asked at every log step and epoch end where the run ends (rule 2), told of every
-    evaluation's time, and saved in checkpoints. ``agree`` gives every process rank 0's numbers (identity on one)."""
+    """Owns a budget run's end: asked every :meth:`fit_every` steps and at every epoch end where the run ends (rule
+    2), told of every evaluation's time, and saved in checkpoints. ``agree`` gives every process rank 0's numbers
+    (identity on one)."""
 
     def __init__(self, budget_s: float, plan: BudgetPlan, steps_per_epoch: int, eval_every: int,
                  agree: Callable[[list[float]], list[float]] = lambda values: values, clock=time.perf_counter):
@@ -180,8 +185,14 @@ class BudgetKeeper:
     def left(self) -> float:
         return max(self.budget_s - self.spent(), 0.0)
 
+    def fit_every(self, log_every: int) -> int:
+        """Steps between fits of the end: those of FIT_SECONDS at the planned step time, at most ``log_every``. The
+        plan is every process's, so all fit (and agree) at the same steps."""
+        return max(1, min(log_every, round(FIT_SECONDS / self.plan.step_seconds)))
+
     def end_at(self, step: int) -> int:
-        """At a log step or epoch end: measure the steps since the last call, fit the end again (rule 2), return it."""
+        """Every :meth:`fit_every` steps or at an epoch end: measure the steps since the last call, fit the end again
+        (rule 2), return it."""
         now = self.clock()
         if step > self._mark_step:
             window = now - self._mark_t
@@ -213,7 +224,9 @@ class BudgetKeeper:
     def _steps_left(self, step: int) -> int:
         p = self.plan
         speed = self.step_seconds / p.step_seconds
-        ratio = self.eval_seconds / p.eval_seconds if self.eval_seconds else speed
+        # Until an evaluation is measured, a slower machine is slower at everything; faster steps may only be the
+        # timed steps' warm-up, which the evaluation and test, timed apart, did not have: they keep their plan.
+        ratio = self.eval_seconds / p.eval_seconds if self.eval_seconds else max(speed, 1.0)
         return steps_that_fit(self.budget_s * (1 - SAFETY) - self.spent(), self.step_seconds, p.eval_seconds * ratio,
                               p.test_seconds * ratio, self.steps_per_epoch, self.eval_every, p.last_eval, step, speed)
 
@@ -224,7 +237,7 @@ class BudgetKeeper:
     @classmethod
     def from_state(cls, state: dict, budget_s: float, steps_per_epoch: int, eval_every: int, step: int,
                    agree=lambda values: values, clock=time.perf_counter) -> BudgetKeeper:
-        """A resumed run's keeper; a different ``budget_s`` than the saved one moves the end at the next log step."""
+        """A resumed run's keeper; a different ``budget_s`` than the saved one moves the end at the next fit."""
         keeper = cls(budget_s, BudgetPlan(**state["plan"]), steps_per_epoch, eval_every, agree, clock)
         keeper.end, keeper.step_seconds = state["end"], state["step_seconds"]
         keeper.eval_seconds, keeper.spent_before = state["eval_seconds"], state["spent"]

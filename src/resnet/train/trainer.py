@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..config import Config, parse_duration, resume_changes
 from ..data import build_data
-from ..device import resolve_device, resolve_precision
+from ..device import resolve_device, resolve_precision, synchronize
 from ..errors import UserError
 from ..evaluate import EvalResult, black_level, evaluate
 from ..mistakes import MistakeCollector
@@ -186,8 +186,9 @@ class Trainer:
                 bar.update(1)
                 if step % cfg.log_every == 0:
                     self._log_window(window, lr, epoch, bar)
-                    if self.keeper:
-                        run.end_at(self.keeper.end_at(step))
+                if self.keeper and step % self.keeper.fit_every(cfg.log_every) == 0:
+                    synchronize(self.device)  # the steps' time, not their launch: once a log window or ~10 s at most
+                    run.end_at(self.keeper.end_at(step))
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     window.check(step)
                     self.save_checkpoint()
@@ -232,7 +233,7 @@ class Trainer:
         if run.step_in_epoch >= run.steps_per_epoch:  # (a run may also end mid-epoch)
             run.epoch, run.step_in_epoch = epoch + 1, 0
             self._snapshot(epoch + 1)
-        if self.keeper and not last:  # an epoch end is a log step for the budget too (short runs log rarely)
+        if self.keeper and not last:  # an epoch end is a fit for the budget too
             run.end_at(self.keeper.end_at(self.ctx.step))
         best = self.data.val is not None and result is not None and result.top1 > (run.best_top1 or -1.0)
         run.best_top1 = result.top1 if best else run.best_top1
