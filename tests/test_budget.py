@@ -169,7 +169,7 @@ def test_a_run_of_few_slow_steps_is_fitted_while_it_runs(plan_step_s, step_s):
     # A 5-minute run of a few seconds a step (a 2-core CPU, 234 steps an epoch) reaches no log step of 50 before its
     # end, or few: it is fitted every FIT_SECONDS, so it uses its budget when its steps are faster than planned (the
     # first timed step of a big net runs slow) and stays within it when they are slower.
-    # (At least 90% of it rather than 95%: one step is 2% of this budget, held back as the end's hysteresis.)
+    # (At least 90% of it rather than 95%: one step, 2-4% of this budget, is held back as the end's hysteresis.)
     keeper, used, ends = simulate(lambda step: step_s, budget_s=300.0, plan_step_s=plan_step_s, steps_per_epoch=234)
     assert keeper.fit_every(50) == max(1, round(FIT_SECONDS / plan_step_s)) < 50
     assert 0.9 * 300.0 <= used <= 300.0 and (keeper.end > keeper.plan.steps) == (step_s < plan_step_s)

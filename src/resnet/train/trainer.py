@@ -171,6 +171,7 @@ class Trainer:
         ``log_every`` steps, before every checkpoint and at epoch ends."""
         cfg, run = self.cfg, self.state
         window = StepWindow()
+        fit_every = self.keeper.fit_every(cfg.log_every) if self.keeper else 0  # the plan's, fixed for the run
         while self.ctx.step < run.total_steps:
             epoch, start = run.epoch, time.perf_counter()
             steps = min(run.steps_per_epoch - run.step_in_epoch, run.total_steps - self.ctx.step)
@@ -186,7 +187,7 @@ class Trainer:
                 bar.update(1)
                 if step % cfg.log_every == 0:
                     self._log_window(window, lr, epoch, bar)
-                if self.keeper and step % self.keeper.fit_every(cfg.log_every) == 0:
+                if fit_every and step % fit_every == 0:
                     synchronize(self.device)  # the steps' time, not their launch: once a log window or ~10 s at most
                     run.end_at(self.keeper.end_at(step))
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
