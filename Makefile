@@ -9,7 +9,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 setup: $(STAMP)
 
+# Debian and Ubuntu ship venv apart from python3 (package python3-venv): installed here when running as root.
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+		else echo "$(PYTHON) cannot make a virtual environment: run 'sudo apt-get install python3-venv', then make again"; \
+			exit 2; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,onnx,openvino,tensorboard]'
 	touch $@
