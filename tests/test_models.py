@@ -328,3 +328,18 @@ def test_preact_matches_timm_resnetv2():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
+def test_the_head_pools_average_and_max_side_by_side_and_drops_out_in_training_only():
+    torch.manual_seed(0)
+    model = resnet.create_model("resnet18", num_classes=5, global_pool="catavgmax", drop_rate=0.5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    features = model.forward_features(x)
+    pooled = model.forward_head(features, pre_logits=True)
+    assert pooled.shape == (2, 2 * 512) and model.fc.in_features == 1024
+    assert torch.allclose(pooled[:, 512:], features.amax((2, 3)))  # the max half
+    assert torch.equal(model(x), model(x))  # no dropout in evaluation
+    model.train()
+    assert not torch.equal(model.forward_head(features), model.forward_head(features))
+    with pytest.raises(ValueError, match="unknown global_pool 'max'"):
+        resnet.create_model("resnet18", global_pool="max")

@@ -4,7 +4,10 @@ with timm's ``forward_features`` / ``forward_head`` split and He initialisation 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+GLOBAL_POOLS = ("avg", "catavgmax")  # timm's names: average pooling, or average and max pooling side by side
 
 
 def check_layout(layers, widths, num_classes: int, in_chans: int) -> None:
@@ -23,6 +26,8 @@ class StagedNet(nn.Module):
     num_features: int
     num_classes: int
     fc: nn.Linear
+    global_pool: str = "avg"
+    drop_rate: float = 0.0
 
     def init_weights(self, zero_init_residual: bool = False) -> None:
         """He (MSRA) init, fan_out, for convs; BN scale 1 and shift 0; fc keeps torch's default. With
@@ -53,10 +58,17 @@ class StagedNet(nn.Module):
         self.num_features = in_ch
         return in_ch
 
-    def add_head(self, num_classes: int) -> None:
-        """Global average pooling and the fully connected classifier on ``num_features`` channels."""
+    def add_head(self, num_classes: int, global_pool: str = "avg", drop_rate: float = 0.0) -> None:
+        """Global pooling and the fully connected classifier on ``num_features`` channels (timm's arguments):
+        ``global_pool`` ``avg`` (the paper's) or ``catavgmax`` (average and max pooled features side by side, twice
+        the classifier's inputs: fastai's head pools so), and dropout of ``drop_rate`` before the classifier."""
+        if global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"unknown global_pool {global_pool!r}; choose one of {', '.join(GLOBAL_POOLS)}")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        self.global_pool, self.drop_rate = global_pool, drop_rate
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self.fc = nn.Linear(self.num_features * (2 if global_pool == "catavgmax" else 1), num_classes)
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]
@@ -66,8 +78,12 @@ class StagedNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature map -> logits (or the pooled features when ``pre_logits``)."""
-        x = torch.flatten(self.avgpool(x), 1)
-        return x if pre_logits else self.fc(x)
+        pooled = torch.flatten(self.avgpool(x), 1)
+        if self.global_pool == "catavgmax":
+            pooled = torch.cat([pooled, x.amax((2, 3))], 1)
+        if self.drop_rate:
+            pooled = F.dropout(pooled, self.drop_rate, self.training)
+        return pooled if pre_logits else self.fc(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

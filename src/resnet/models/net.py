@@ -52,6 +52,7 @@ class ResNet(StagedNet):
         avg_down: ResNet-D shortcut (average pool, then 1x1 projection).
         stride_in_1x1: paper-exact v1 bottleneck (stride on the first 1x1 rather than the 3x3).
         zero_init_residual: start every block as identity by zeroing its last BN scale (Goyal et al. 2017).
+        global_pool, drop_rate: the head (timm's arguments): ``avg`` or ``catavgmax`` pooling, dropout before ``fc``.
     """
 
     def __init__(
@@ -70,6 +71,8 @@ class ResNet(StagedNet):
         num_classes: int = 1000,
         in_chans: int = 3,
         zero_init_residual: bool = False,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
     ):
         super().__init__()
         if block not in BLOCKS:
@@ -92,7 +95,7 @@ class ResNet(StagedNet):
             self.maxpool = maxpool
         self.add_stages(layers, widths, in_ch, lambda cin, planes, stride: block_cls(
             cin, planes, stride, shortcut, groups, width_per_group, avg_down, stride_in_1x1))
-        self.add_head(num_classes)
+        self.add_head(num_classes, global_pool, drop_rate)
         self.init_weights(zero_init_residual)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
