@@ -1,4 +1,5 @@
-"""Data readers on files the tests write (IDX, CIFAR batches, image folders) and the batched augmentation."""
+"""Data readers on files the tests write (IDX, CIFAR batches, image folders) and the batched augmentation
+(pad-and-crop, random-resized crops, flips, erasing)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 
 from resnet.data.datasets import load_cifar_dataset, load_idx_dataset, read_idx, split_holdout
-from resnet.data.memory import Augment, MemoryLoader, apply_erase, crop_flip, erase_boxes
+from resnet.data.datasets import MemoryDataset
+from resnet.data.memory import (Augment, MemoryLoader, apply_erase, crop_flip, erase_boxes, resized_crop_boxes,
+                                resized_crop_flip)
 from resnet.data.sampling import epoch_permutation, train_indices
 from resnet.errors import UserError
 
@@ -149,3 +152,55 @@ def test_global_batch_is_split_across_processes():
     whole = train_indices(perm, 3, 64, rank=0, world=1)
     halves = torch.cat([train_indices(perm, 3, 32, rank=r, world=2) for r in range(2)])
     assert torch.equal(whole, halves)
+
+
+def test_resized_crop_boxes_follow_torchvisions_distribution():
+    gen = torch.Generator().manual_seed(0)
+    boxes = resized_crop_boxes(4000, 74, 0.35, gen)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 74 + 1e-4).all()  # inside the image
+    area = w * h / 74**2
+    assert area.max() <= 1 + 1e-5 and area.min() >= 0.35 * 3 / 4 - 1e-5  # clamping only ever shrinks a side
+    unclamped = (w < 74) & (h < 74)
+    assert area[unclamped].min() >= 0.35 - 1e-5 and 0.6 < area.mean() < 0.72  # uniform in [0.35, 1]: mean 0.675
+    aspect = (w / h)[unclamped]
+    assert aspect.min() >= 3 / 4 - 1e-4 and aspect.max() <= 4 / 3 + 1e-4
+
+
+def test_resized_crop_flip_cuts_the_box_and_mirrors():
+    # Left half black, right half white: the left half's box gives black, the whole image's box the same image.
+    image = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+    image[..., 8:] = 255
+    images = image.expand(3, -1, -1, -1)
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 16.0], [0.0, 0.0, 16.0, 16.0], [0.0, 0.0, 16.0, 16.0]])
+    out = resized_crop_flip(images, boxes, 8, torch.tensor([False, False, True]))
+    assert out.shape == (3, 3, 8, 8) and out.dtype == torch.float32
+    assert out[0].max() == 0  # the left half, stretched
+    assert torch.equal(out[1, :, :, :4], torch.zeros(3, 8, 4)) and torch.equal(out[1, :, :, 4:], torch.full((3, 8, 4),
+                                                                                                         255.0))
+    assert torch.equal(out[2], out[1].flip(-1))
+
+
+def test_a_loader_of_random_resized_crops_is_seeded_and_independent_of_the_process_count():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 20, 20), generator=g, dtype=torch.uint8)
+    data = MemoryDataset(images, torch.arange(64) % 4, list("abcd"))
+    aug = Augment(flip=True, min_scale=0.3, size=16)
+    common = dict(device=torch.device("cpu"), mean=(0.5,) * 3, std=(0.25,) * 3, train=True, augment=aug, seed=5)
+    whole = next(iter(MemoryLoader(data, 16, **common).epoch(2, 1)))
+    again = next(iter(MemoryLoader(data, 16, **common).epoch(2, 1)))
+    halves = [next(iter(MemoryLoader(data, 8, rank=r, world=2, **common).epoch(2, 1))) for r in range(2)]
+    assert whole[0].shape == (16, 3, 16, 16) and torch.equal(whole[0], again[0])
+    assert torch.equal(whole[0], torch.cat([h[0] for h in halves])) and torch.equal(whole[1], torch.cat([h[1] for h in
+                                                                                                         halves]))
+    other_step = next(iter(MemoryLoader(data, 16, **common).epoch(2, 2)))
+    assert not torch.equal(whole[0], other_step[0])
+
+
+def test_an_evaluation_loader_can_scale_a_training_set_stored_larger():
+    images = torch.full((4, 1, 20, 20), 200, dtype=torch.uint8)
+    data = MemoryDataset(images, torch.zeros(4, dtype=torch.long), ["a"])
+    loader = MemoryLoader(data, 4, device=torch.device("cpu"), mean=(0.0,), std=(1 / 255,), train=False, resize=16)
+    x, _ = next(iter(loader.epoch(0)))
+    assert x.shape == (4, 1, 16, 16) and torch.allclose(x, torch.full_like(x, 200.0))
+    assert loader.example(1).shape == (1, 16, 16)

@@ -71,14 +71,16 @@ def test_a_folder_of_small_grey_images_gets_a_small_net_at_their_size_in_memory(
     assert any(torch.allclose(pixels[0].round(), reference[i].float()) for i in range(len(reference)))
 
 
-def test_a_folder_of_colour_photos_gets_the_imagenet_stem_and_random_resized_crops(tmp_path):
+def test_a_folder_of_colour_photos_gets_the_photo_recipe_in_memory_and_whole_image_evaluation(tmp_path):
     root = write_rgb_photos(tmp_path / "photos")
     cfg = load_config(None, {"data.name": f"imagefolder:{root}"})
+    assert cfg.recipe == "imagefolder-photos" and cfg.optim.name == "adamw"
     assert cfg.model.name == "resnet18" and cfg.model.kwargs == {"in_chans": 3}
-    assert (cfg.data.image_size, cfg.data.eval_resize, cfg.data.min_scale) == (96, 110, 0.25)
+    assert (cfg.data.image_size, cfg.data.eval_resize, cfg.data.min_scale) == (96, 96, 0.25)  # no border cut off
     assert cfg.batch_size == 2  # 12 images, 10% held out: 10, a quarter is 2
     data = build_data(cfg.data, cfg.batch_size, 0, torch.device("cpu"), in_chans=3, **QUIET)
-    assert isinstance(data.train, FileLoader) and data.test_name == "held-out"
+    assert isinstance(data.train, MemoryLoader) and data.test_name == "held-out"
+    assert data.train.crop_size == 96  # random-resized crops, cut on the device from the decoded images
     assert next(iter(data.train.epoch(0)))[0].shape == (2, 3, 96, 96)
 
 
@@ -180,22 +182,34 @@ def test_a_budget_shorter_than_an_epoch_trains_the_steps_that_fit(tmp_path):
     assert last["scheduler"]["position"] == pytest.approx(last["scheduler"]["length"])  # the schedule has ended
 
 
-def test_eval_and_predict_of_an_in_memory_folder_run_see_what_its_final_test_saw(tmp_path):
-    """The run trains and tests from memory; `resnet eval` and `resnet predict` read the files again through the model
-    card's resize and crop: the same pixels, so the same top-1 and the same predictions."""
+@pytest.mark.parametrize("kind", ["small grey", "colour photos"])
+def test_eval_and_predict_of_an_in_memory_folder_run_see_what_its_final_test_saw(tmp_path, kind):
+    """The run trains and tests from memory (pad-and-crop for small images, random-resized crops of images stored
+    larger for photos); `resnet eval` and `resnet predict` read the files again through the model card's resize and
+    crop: the same pixels, so the same top-1 and the same predictions."""
     from resnet.backends import load_predictor
     from resnet.evaluate import evaluate_model
     from resnet.predict import predict_files
 
-    root = write_small_gray(tmp_path / "small")
+    if kind == "small grey":
+        root, count, size = write_small_gray(tmp_path / "small"), 36, [1, 28, 28]
+    else:
+        root, size = write_rgb_photos(tmp_path / "photos", per_class=20), [3, 96, 96]
+        for c in ("k0", "k1"):  # a val/ folder of its own: files evaluation reads again
+            (root / "val" / c).mkdir(parents=True)
+            for f in sorted((root / "train" / c).iterdir())[:6]:
+                f.rename(root / "val" / c / f.name)
+        count = 12
     cfg = load_config(None, {"data.name": f"imagefolder:{root}", "out": str(tmp_path / "run"), "epochs": 2},
                       ["threads=1", "test_tta=none"])
     result = train(cfg, **QUIET)
+    data = build_data(cfg.data, cfg.batch_size, 0, torch.device("cpu"), in_chans=size[0], **QUIET)
+    assert isinstance(data.train, MemoryLoader)
     ev = evaluate_model(tmp_path / "run", tta="none")
-    assert ev.result.top1 == result.results["test_top1"] and ev.result.count == 36
-    assert (ev.card.resize, ev.card.crop, ev.card.input_size) == (28, 28, [1, 28, 28])
+    assert ev.result.top1 == result.results["test_top1"] and ev.result.count == count
+    assert (ev.card.resize, ev.card.crop, ev.card.input_size) == (size[1], size[1], size)
     backend, card, _ = load_predictor(tmp_path / "run", "torch")
-    files = sorted((root / "val").rglob("*.png"))
+    files = sorted(f for f in (root / "val").rglob("*") if f.is_file())
     predicted = predict_files(backend, card, files, topk=1)
     right = sum(p["top"][0]["label"] == Path(p["path"]).parent.name for p in predicted)
     assert 100 * right / len(files) == pytest.approx(ev.result.top1)

@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 import yaml
 
-from .data import PER_DATASET_FIELDS, DataConfig, check_dataset_name, folder_root, is_memory
-from .data.folder_stats import inspect_folder
+from .data import PER_DATASET_FIELDS, SMALL_IMAGE, DataConfig, check_dataset_name, folder_root, is_memory
+from .data.folder_stats import FolderStats, inspect_folder
 from .device import Precision
 from .errors import UserError
-from .folder_defaults import choose, eval_resize_for, weights_architecture
+from .folder_defaults import choose, weights_architecture
 from .io import write_text
 from .models import model_info
 from .runs import resume_run_dir, saved_changes, saved_config_file
@@ -30,6 +30,7 @@ from .runs import resume_run_dir, saved_changes, saved_config_file
 RECIPE_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_RECIPE = "fashion-mnist-resnet14"
 FOLDER_FINETUNE_RECIPE = "finetune-imagefolder"  # the base of `--data imagefolder:PATH --pretrained W` with no --config
+FOLDER_PHOTO_RECIPE = "imagefolder-photos"  # ... and of `--data imagefolder:PATH` with images of SMALL_IMAGE px and up
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Config:
     epochs: int | None = 30  # ignored when iterations or budget is set
     iterations: int | None = None  # train for exactly this many optimizer steps
     budget: str | None = None  # train for as long as fits this wall-clock time (10m, 90s, 1h30m), everything included
+    max_epochs: int | None = None  # a budget run stops after this many epochs even when more would fit (e.g. on a GPU)
     batch_size: int = 128  # per process; the global batch is batch_size x world size
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of the exponential moving average of weights (0 = off), e.g. 0.999
@@ -126,6 +128,7 @@ class Config:
     keep_checkpoints: int = 2  # step checkpoints kept besides last.pt and best.pt
     snapshot_epochs: list[int] = field(default_factory=list)  # keep the weights at these epoch ends for good (snapshots/epoch-N.safetensors; 0 = the initial weights)
     test_tta: TTAMode = "none"  # test-time augmentation of the final test (and the default of `resnet eval`)
+    precise_bn: int = 2048  # before every evaluation, re-estimate the BatchNorm statistics on this many training images (0 = off)
     init_from: str | None = None  # start from these weights (.safetensors, checkpoint .pt, or a run directory)
     reset_head: bool = False  # with init_from: keep a fresh classifier (fine-tuning on another label set)
     pretrained: str | None = None  # torchvision[:TAG] | timm[:TAG] | a weights file (.pth .pt .bin .safetensors) | a run directory or checkpoint
@@ -309,6 +312,7 @@ def validate(cfg: Config) -> Config:
         _check(cfg.schedule.name != "step", "a budget run needs a schedule that ends where the budget does: use "
                                             "schedule cosine, linear, onecycle or constant, not step")
     _check(cfg.epochs is None or cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}")
+    _check(cfg.max_epochs is None or cfg.max_epochs >= 1, f"max_epochs must be at least 1, got {cfg.max_epochs}")
     _check(cfg.iterations is None or cfg.iterations >= 1, f"iterations must be at least 1, got {cfg.iterations}")
     _check(cfg.optim.lr > 0, f"optim.lr must be positive, got {cfg.optim.lr}")
     _check(cfg.optim.lr_batch_size is None or cfg.optim.lr_batch_size >= 1, "optim.lr_batch_size must be positive")
@@ -346,6 +350,7 @@ def validate(cfg: Config) -> Config:
     _check(all(isinstance(e, int) and e >= 0 for e in cfg.snapshot_epochs),
            f"snapshot_epochs must be epoch numbers >= 0 (0 = the initial weights), got {cfg.snapshot_epochs}")
     _check(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
+    _check(cfg.precise_bn >= 0, f"precise_bn must be a number of training images >= 0 (0 = off), got {cfg.precise_bn}")
     f = cfg.finetune
     _check(f.freeze_stages >= -1, f"finetune.freeze_stages must be -1 (the whole backbone), 0 (none) or a number of "
                                   f"stages, got {f.freeze_stages}")
@@ -358,20 +363,25 @@ def validate(cfg: Config) -> Config:
 def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None, resume: str | Path | None = None) -> Config:
     """What the user asks for, validated. A new run: the recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST;
-    FOLDER_FINETUNE_RECIPE for --pretrained weights on an image folder), then ``overrides`` (dotted keys), then
-    ``--set`` strings; on an image folder what none of them sets follows the folder's images
-    (:mod:`resnet.folder_defaults`). A resumed run (``resume``: a run directory, a checkpoint, or ``auto`` with
-    ``out``): the run's saved config with the changes its earlier resumes made, then the same overrides."""
+    on an image folder FOLDER_FINETUNE_RECIPE for --pretrained weights, FOLDER_PHOTO_RECIPE for images of SMALL_IMAGE
+    px and up), then ``overrides`` (dotted keys), then ``--set`` strings; on an image folder what none of them sets
+    follows the folder's images (:mod:`resnet.folder_defaults`). A resumed run (``resume``: a run directory, a
+    checkpoint, or ``auto`` with ``out``): the run's saved config with the changes its earlier resumes made, then the
+    same overrides."""
     parsed = [parse_override(text) for text in sets or []]
     asked = {**(overrides or {}), **dict(parsed)}
+    name = str(asked.get("data.name") or DataConfig.name)
+    stats = folder_stats(name) if resume is None else None
     if resume is not None:
         if recipe is not None:
             raise UserError("--resume continues a run with its own config.yaml; drop --config")
         data = saved_config(resume, asked.get("out"))
+    elif recipe is None and not is_memory(name) and asked.get("pretrained"):
+        data = read_recipe(FOLDER_FINETUNE_RECIPE)
+    elif recipe is None and stats is not None and stats.short_side >= SMALL_IMAGE:
+        data = read_recipe(FOLDER_PHOTO_RECIPE)
     else:
-        on_folder = not is_memory(str(asked.get("data.name") or DataConfig.name))
-        fine_tune_folder = recipe is None and on_folder and asked.get("pretrained")
-        data = read_recipe(FOLDER_FINETUNE_RECIPE if fine_tune_folder else recipe or DEFAULT_RECIPE)
+        data = read_recipe(recipe or DEFAULT_RECIPE)
     recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
     # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
     # linear scaling rule applies to the override (and to more processes) rather than moving with it.
@@ -384,18 +394,31 @@ def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = No
     for key, value in parsed:
         set_dotted(data, key, value)
     _drop_other_datasets_fields(data, recipe_data, asked)
-    name = data.get("data", {}).get("name", DataConfig.name) if isinstance(data.get("data"), dict) else None
-    if resume is None and isinstance(name, str) and not is_memory(name) and (folder_root(name) / "train").is_dir():
-        # (a missing folder is reported by the run, when it opens its data)
-        stats = inspect_folder(folder_root(name))
+    chosen: dict[str, Any] = {}
+    section = data.get("data")
+    if resume is None and isinstance(section, dict) and section.get("name", name) != name:
+        stats = folder_stats(str(section["name"]))  # the folder a --config recipe names
+    if stats is not None:
         chosen, why = choose(stats, data, set(asked), recipe_given=recipe is not None,
                              weights_arch=weights_architecture(asked.get("pretrained")))
         for key, value in chosen.items():
             set_dotted(data, key, value)
         data["chosen"] = why
-    if "data.image_size" in asked and "data.eval_resize" not in asked and isinstance(data.get("data"), dict):
-        data["data"]["eval_resize"] = eval_resize_for(int(data["data"]["image_size"]))  # evaluate at the size trained
+    if "data.image_size" in asked and not {"data.eval_resize"} & (asked.keys() | chosen.keys()) and \
+            isinstance(section, dict):  # evaluate at the size trained: small images whole, photos resized in the
+        size = int(section["image_size"])  # recipe's proportion
+        ratio = float(recipe_data.get("eval_resize", DataConfig.eval_resize)) / float(
+            recipe_data.get("image_size", DataConfig.image_size))
+        section["eval_resize"] = size if size < SMALL_IMAGE else max(size, round(size * ratio))
     return validate(build(Config, data))
+
+
+def folder_stats(name: str) -> FolderStats | None:
+    """What the image folder of ``imagefolder:PATH`` holds (None for a named set, or a folder without train/: the run
+    reports a missing folder when it opens its data)."""
+    if not isinstance(name, str) or is_memory(name) or not (folder_root(name) / "train").is_dir():
+        return None
+    return inspect_folder(folder_root(name))
 
 
 def saved_config(resume: str | Path, out: str | None) -> dict:
@@ -431,10 +454,11 @@ LENGTH_FIELDS = ("budget", "iterations", "epochs")  # what decides how long a ru
 
 def prefer_asked_length(data: dict, asked: dict) -> None:
     """A run length the caller asks for (``epochs``, ``iterations`` or ``budget``) replaces the recipe's own: a
-    budgeted recipe run with ``iterations=300`` trains 300 steps, an iteration-based one run with a budget fills it.
-    (``epochs`` needs no clearing: it only counts when neither of the others is set.)"""
+    budgeted recipe run with ``iterations=300`` trains 300 steps, an iteration-based one run with a budget fills it,
+    and a budget asked for is not cut short by the recipe's ``max_epochs``. (``epochs`` needs no clearing: it only
+    counts when neither of the others is set.)"""
     if any(asked.get(key) is not None for key in LENGTH_FIELDS):
-        for key in ("budget", "iterations"):
+        for key in ("budget", "iterations", "max_epochs"):
             if key not in asked:
                 data[key] = None
 

@@ -1,9 +1,10 @@
 """Defaults chosen from an image folder's own images, for a run that names no recipe of its own.
 
-The shipped default recipe is made for 28-px Fashion-MNIST and the fine-tuning recipe for 224-px photos; a user's
-folder may be either, or neither. So a run on ``imagefolder:PATH`` without ``--config`` takes the training crop, the
-net, the input channels, the batch size, the evaluation resize and the kind of augmentation from the images
-(:func:`choose`), and says what it chose and why (``Config.chosen``, printed in the banner). Anything the user sets
+A run on ``imagefolder:PATH`` without ``--config`` starts from the recipe its images call for (resnet.config: the
+default recipe, made for 28-px Fashion-MNIST, for small images; ``imagefolder-photos`` for colour images and photos
+of 64 px and up; the fine-tuning recipe with ``--pretrained``), then takes the training crop, the net, the input
+channels, the batch size and the evaluation resize from the images (:func:`choose`), and says what it chose and why
+(``Config.chosen``, printed in the banner). Anything the user sets
 with a flag or ``--set`` wins; with ``--config`` the recipe's own values win too and only what it leaves unset
 (``data.image_size`` of a recipe made for an in-memory set, say) follows the images.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from .data.folder_memory import SMALL_IMAGE
+from .data.options import SMALL_IMAGE
 from .data.folder_stats import FolderStats
 from .device import usable_cores
 from .io import load_checkpoint
@@ -26,13 +27,6 @@ SMALL = SMALL_IMAGE  # shorter side (px) below which images are small: a 6n+2 ne
 MAX_SIZE = 224  # the largest training crop chosen: the ImageNet nets' size; larger photos are scaled down to it
 SMALL_MODEL = "resnet14"  # the default recipe's net: for small images when the recipe's net has an ImageNet stem
 PHOTO_MODEL = "resnet18"  # the cheapest ImageNet-stem ResNet (1.8 GMACs at 224 px, 0.15 at 64)
-PHOTO_MIN_SCALE = 0.25  # random-resized crops from a quarter of the image up: 8% cuts the object out of small sets
-EVAL_RATIO = 256 / 224  # photos: resize the shorter side by this much, then centre-crop the training size
-
-
-def eval_resize_for(image_size: int) -> int:
-    """Shorter side before the centre crop: the whole image for small ones, the 256/224 ratio for photos."""
-    return image_size if image_size < SMALL else round(image_size * EVAL_RATIO)
 
 
 def batch_for(training_images: int, recipe_batch: int) -> int:
@@ -91,18 +85,16 @@ def choose(stats: FolderStats, data: dict, asked: set[str], recipe_given: bool,
     else:
         image_size = int(data.get("data", {}).get("image_size", 224))
     if free("data.eval_resize"):
-        chosen["data.eval_resize"] = eval_resize_for(image_size)
-        if image_size < SMALL:
-            why.append("evaluation on the whole image at that size (no centre crop)")
-        else:
-            why.append(f"evaluation: shorter side to {chosen['data.eval_resize']} px, centre {image_size} px")
+        chosen["data.eval_resize"] = int(data.get("data", {}).get("eval_crop") or image_size)
+        why.append("evaluation on the whole image at that size (shorter side to it, no border cut off)")
+    section = data.get("data", {})
+    flip = "flip" if section.get("flip", True) else "no flip"
     if image_size < SMALL:
-        why.append(f"augmentation: pad-and-crop ({data.get('data', {}).get('crop_padding', 4)} px) and "
-                   f"{'flip' if data.get('data', {}).get('flip', True) else 'no flip'}, batched on the training device"
-                   f" (set data.flip=false when a mirror image changes the class)")
-    elif free("data.min_scale"):
-        chosen["data.min_scale"] = PHOTO_MIN_SCALE
-        why.append(f"augmentation: random-resized crops from {PHOTO_MIN_SCALE:.0%} of the image up, and flip")
+        why.append(f"augmentation: pad-and-crop ({section.get('crop_padding', 4)} px) and {flip}, batched on the "
+                   f"training device (set data.flip=false when a mirror image changes the class)")
+    else:
+        why.append(f"augmentation: random-resized crops from {section.get('min_scale', 0.08):.0%} of the image up "
+                   f"and {flip}, batched on the training device when the folder fits in memory")
     if free("model.kwargs.in_chans"):
         chans = 1 if stats.grayscale else 3
         chosen["model.kwargs.in_chans"] = chans

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 import torch
 
 from ..errors import UserError
 from .datasets import MemoryDataset, split_holdout
 from .files import FileLoader, SeededImageDataset
-from .folder_memory import decode_folder, use_memory
+from .folder_memory import decode_folder, decoded_bytes, stored_size, use_memory
 from .memory import Augment, MemoryLoader
-from .options import PER_DATASET_FIELDS, DataConfig
+from .options import PER_DATASET_FIELDS, SMALL_IMAGE, DataConfig
 from .registry import (FolderSplit, check_dataset_name, dataset_spec, dataset_stats, folder_root, is_memory,
                        list_datasets, open_split)
 from .sampling import steps_per_epoch
@@ -39,6 +39,8 @@ class DataBundle:
     resize: int | list[int]
     crop: int | None
     test_name: str = "test"  # what ``test`` is: a named set's test split, a folder's "val" folder or "held-out" part
+    train_sample: Callable[[int], Loader] | None = None  # n -> a seeded sample of n training images, augmented as
+    #                                                      training sees them (precise BatchNorm)
 
     @property
     def eval_loader(self) -> Loader:
@@ -47,6 +49,44 @@ class DataBundle:
     @property
     def eval_set(self) -> str:
         return "val" if self.val is not None else self.test_name
+
+
+def resized_crops(cfg: DataConfig) -> bool:
+    """Whether training takes random-resized crops (else pad-and-crop): ``random_crop``, or for ``auto`` whether an
+    image folder's images are evaluated at SMALL_IMAGE px or more (below that a crop would cut away too much of the
+    object, and the named in-memory sets are all small)."""
+    if cfg.random_crop != "auto":
+        return cfg.random_crop == "resized"
+    return not is_memory(cfg.name) and (cfg.eval_crop or cfg.image_size) >= SMALL_IMAGE
+
+
+def augment_for(cfg: DataConfig) -> Augment:
+    """The batched augmentation of an in-memory training set."""
+    if resized_crops(cfg):
+        return Augment(cfg.crop_padding, cfg.flip, cfg.random_erasing, min_scale=cfg.min_scale, size=cfg.image_size)
+    return Augment(cfg.crop_padding, cfg.flip, cfg.random_erasing)
+
+
+def sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """A seeded sample of ``k`` of ``n`` indices (all of them when k >= n), in order."""
+    if k >= n:
+        return list(range(n))
+    return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].tolist())
+
+
+def sample_size(n: int, n_train: int, batch_size: int, world: int) -> int:
+    """How many training images a sample of ``n`` takes: at least one whole global batch, at most the set."""
+    return min(max(n, batch_size * world), n_train)
+
+
+def memory_sample(train: MemoryDataset, seed: int, batch: int, augment: Augment, **common
+                  ) -> Callable[[int], Loader]:
+    """``n`` -> a loader of a seeded sample of ``n`` training images, batched and augmented as training is."""
+    def sample(n: int) -> MemoryLoader:
+        k = sample_size(n, len(train), batch, common.get("world", 1))
+        part = train.subset(torch.tensor(sample_indices(len(train), k, seed)))
+        return MemoryLoader(part, batch, train=True, augment=augment, seed=seed, **common)
+    return sample
 
 
 def _check_batch(n_train: int, batch_size: int, world: int) -> None:
@@ -68,14 +108,14 @@ def _memory_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     _check_batch(len(train), batch_size, world)
     mean, std = dataset_stats(d.name)
     common = dict(device=device, mean=mean, std=std, rank=rank, world=world, channels_last=channels_last)
-    aug = Augment(d.crop_padding, d.flip, d.random_erasing)
     eval_batch = max(batch_size, 256)
     c, h, w = train.images.shape[1:]
     return DataBundle(
-        train=MemoryLoader(train, batch_size, train=True, augment=aug, seed=seed, **common),
+        train=MemoryLoader(train, batch_size, train=True, augment=augment_for(d), seed=seed, **common),
         val=MemoryLoader(val, eval_batch, train=False, **common) if val is not None else None,
         test=MemoryLoader(test, eval_batch, train=False, **common),
-        classes=train.classes, in_chans=c, input_size=(h, w), mean=mean, std=std, resize=[h, w], crop=None)
+        classes=train.classes, in_chans=c, input_size=(h, w), mean=mean, std=std, resize=[h, w], crop=None,
+        train_sample=memory_sample(train, seed, batch_size, augment_for(d), **common))
 
 
 def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, world, channels_last, in_chans: int,
@@ -107,7 +147,11 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     if d.test_limit:
         test_samples = test_samples[:d.test_limit]
     splits = {"train": train_samples, "val": val_samples or [], "test": test_samples}
-    if use_memory(d.memory, d.image_size, len(train_samples), in_chans):
+    eval_crop = d.eval_crop or d.image_size
+    held = len(splits["val"]) + len(test_samples)
+    side = stored_size(d.image_size, resized_crops(d))
+    if use_memory(d.memory, decoded_bytes(len(train_samples), in_chans, side) +
+                  decoded_bytes(held, in_chans, eval_crop)):
         return _folder_in_memory(d, splits, classes, batch_size, seed, device, rank, world, channels_last, in_chans,
                                  test_name, log)
     # Files of this run that do not decode: only new or changed ones are decoded under data.verify=cached.
@@ -127,8 +171,8 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
         splits = {k: [s for s in v if s[0] not in skip] for k, v in splits.items()}
     _check_batch(len(splits["train"]), batch_size, world)
     mean, std = dataset_stats(d.name, in_chans)
-    eval_crop = d.eval_crop or d.image_size
-    transforms = {True: train_transform(d, mean, std), False: eval_transform(d.eval_resize, eval_crop, mean, std)}
+    transforms = {True: train_transform(d, mean, std, resized_crops(d)),
+                  False: eval_transform(d.eval_resize, eval_crop, mean, std)}
     common = dict(device=device, rank=rank, world=world, workers=d.workers, channels_last=channels_last)
     eval_batch = max(batch_size, 64)
 
@@ -136,12 +180,17 @@ def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
         ds = SeededImageDataset(samples, transforms[train], mode, seed)
         return FileLoader(ds, classes, batch, train=train, seed=seed, **common)
 
+    def sample(n: int) -> FileLoader:
+        part = splits["train"]
+        k = sample_size(n, len(part), batch_size, world)
+        return loader([part[i] for i in sample_indices(len(part), k, seed)], True, batch_size)
+
     return DataBundle(
         train=loader(splits["train"], True, batch_size),
         val=loader(splits["val"], False, eval_batch) if val_samples else None,
         test=loader(splits["test"], False, eval_batch),
         classes=classes, in_chans=in_chans, input_size=(eval_crop, eval_crop), mean=mean, std=std,
-        resize=d.eval_resize, crop=eval_crop, test_name=test_name)
+        resize=d.eval_resize, crop=eval_crop, test_name=test_name, train_sample=sample)
 
 
 def _leave_out_bad(bad: list, policy: str, log) -> None:
@@ -157,14 +206,15 @@ def _leave_out_bad(bad: list, policy: str, log) -> None:
 
 def _folder_in_memory(d: DataConfig, splits: dict, classes: list[str], batch_size: int, seed: int, device, rank,
                       world, channels_last, in_chans: int, test_name: str, log) -> DataBundle:
-    """An image folder decoded once (:mod:`.folder_memory`) and trained like Fashion-MNIST: batched pad-and-crop and
-    flip on the training device."""
+    """An image folder decoded once (:mod:`.folder_memory`) and trained like Fashion-MNIST: batched crops (pad-and-crop
+    or random-resized) and flips on the training device."""
     mode = "L" if in_chans == 1 else "RGB"
     eval_crop = d.eval_crop or d.image_size
+    train_side = stored_size(d.image_size, resized_crops(d))
     start = time.perf_counter()
     parts, bad = {}, []
     for name, samples in splits.items():
-        size = (d.image_size, d.image_size) if name == "train" else (d.eval_resize, eval_crop)
+        size = (train_side, train_side) if name == "train" else (d.eval_resize, eval_crop)
         parts[name], failed = decode_folder(samples, classes, mode, *size) if samples else (None, [])
         bad += failed
     _leave_out_bad(bad, d.bad_images, log)
@@ -177,12 +227,12 @@ def _folder_in_memory(d: DataConfig, splits: dict, classes: list[str], batch_siz
     common = dict(device=device, mean=mean, std=std, rank=rank, world=world, channels_last=channels_last)
     eval_batch = max(batch_size, 256)
     return DataBundle(
-        train=MemoryLoader(train, batch_size, train=True, augment=Augment(d.crop_padding, d.flip, d.random_erasing),
-                           seed=seed, **common),
+        train=MemoryLoader(train, batch_size, train=True, augment=augment_for(d), seed=seed, **common),
         val=MemoryLoader(parts["val"], eval_batch, train=False, **common) if parts["val"] is not None else None,
         test=MemoryLoader(parts["test"], eval_batch, train=False, **common),
         classes=classes, in_chans=in_chans, input_size=(eval_crop, eval_crop), mean=mean, std=std,
-        resize=d.eval_resize, crop=eval_crop, test_name=test_name)
+        resize=d.eval_resize, crop=eval_crop, test_name=test_name,
+        train_sample=memory_sample(train, seed, batch_size, augment_for(d), **common))
 
 
 def build_data(data: DataConfig, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1,
@@ -195,5 +245,6 @@ def build_data(data: DataConfig, batch_size: int, seed: int, device: torch.devic
 
 
 __all__ = ["Augment", "DataBundle", "DataConfig", "FileLoader", "FolderSplit", "MemoryDataset", "MemoryLoader",
-           "PER_DATASET_FIELDS", "SeededImageDataset", "build_data", "check_dataset_name", "dataset_spec", "dataset_stats", "eval_transform", "folder_root",
-           "is_memory", "list_datasets", "open_split"]
+           "PER_DATASET_FIELDS", "SMALL_IMAGE", "SeededImageDataset", "build_data", "check_dataset_name", "dataset_spec",
+           "dataset_stats", "eval_transform", "folder_root", "is_memory", "list_datasets", "open_split",
+           "resized_crops", "sample_indices"]

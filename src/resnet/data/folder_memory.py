@@ -2,8 +2,10 @@
 Fashion-MNIST (:class:`.memory.MemoryLoader`) instead of a per-file decode-and-transform DataLoader.
 
 Every image is brought to a square as the evaluation of a file-based run would see it (shorter side to ``resize``,
-centre crop ``crop``), so a model card's ``resize``/``crop`` reproduce it on new files. Decoding runs in threads (PIL
-decodes without the GIL) and doubles as the check that every file is an image.
+centre crop ``crop``), so a model card's ``resize``/``crop`` reproduce it on new files. Training images that are
+cut by random-resized crops are kept :data:`CROP_MARGIN` larger than the crop, so that a crop of part of the image
+still has pixels of its own to resample. Decoding runs in threads (PIL decodes without the GIL) and doubles as the
+check that every file is an image.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ from ..images import BadImageError, open_image
 from .datasets import MemoryDataset
 
 AUTO_MEMORY_SHARE = 0.25  # data.memory=auto holds a folder in memory only if it takes at most this share of free RAM
-SMALL_IMAGE = 64  # ... and its training crop is below this: small images, augmented by pad-and-crop in memory
+CROP_MARGIN = 1.15  # training images cut by random-resized crops are stored this much larger than the crop (FFCV
+#                     stores ImageNet at 1.15-1.5x its 160-192 px crops)
+
+
+def stored_size(crop: int, resized_crops: bool) -> int:
+    """Side of a training image in memory: the crop itself for pad-and-crop, CROP_MARGIN x it for resized crops."""
+    return round(CROP_MARGIN * crop) if resized_crops else crop
 
 
 def decoded_bytes(images: int, channels: int, size: int) -> int:
     return images * channels * size * size
 
 
-def use_memory(setting: str, image_size: int, images: int, channels: int) -> bool:
-    """Whether a folder run decodes into memory: ``on``/``off`` as set; ``auto`` for small training crops whose decoded
-    images fit well within free memory."""
+def use_memory(setting: str, nbytes: int) -> bool:
+    """Whether a folder run decodes into memory: ``on``/``off`` as set; ``auto`` when its decoded images (``nbytes``)
+    take at most AUTO_MEMORY_SHARE of the free memory."""
     if setting != "auto":
         return setting == "on"
-    fits = decoded_bytes(images, channels, image_size) <= AUTO_MEMORY_SHARE * available_memory()
-    return image_size < SMALL_IMAGE and fits
+    return nbytes <= AUTO_MEMORY_SHARE * available_memory()
 
 
 def decode_folder(samples: list[tuple[str, int]], classes: list[str], mode: str, resize: int, crop: int

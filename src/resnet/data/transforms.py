@@ -19,9 +19,14 @@ def _to_tensor(mean, std) -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
 
-def train_transform(cfg: DataConfig, mean, std) -> v2.Compose:
-    """Random-resized crop + flip (paper Sec. 3.4 / torchvision), optional auto-augment and random erasing."""
-    ops: list = [v2.RandomResizedCrop(cfg.image_size, scale=(cfg.min_scale, 1.0), antialias=True)]
+def train_transform(cfg: DataConfig, mean, std, resized: bool = True) -> v2.Compose:
+    """Random-resized crop (paper Sec. 3.4 / torchvision) or, for small images, the image at its size padded and
+    cropped (the paper's CIFAR augmentation); flip, optional auto-augment and random erasing."""
+    if resized:
+        ops: list = [v2.RandomResizedCrop(cfg.image_size, scale=(cfg.min_scale, 1.0), antialias=True)]
+    else:
+        ops = [v2.Resize(cfg.image_size, antialias=True), v2.CenterCrop(cfg.image_size),
+               v2.RandomCrop(cfg.image_size, padding=cfg.crop_padding)]
     if cfg.flip:
         ops.append(v2.RandomHorizontalFlip())
     if cfg.auto_augment:

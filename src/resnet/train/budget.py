@@ -50,6 +50,7 @@ class BudgetPlan:
     startup_seconds: float  # seconds from the command's start to the plan: data, model, timing
     probe_seconds: float = 0.0  # seconds the timing took (at most PROBE_SHARE of the budget)
     last_eval: bool = True  # the run's last evaluation is one more pass (False: it is the final test itself)
+    max_steps: int | None = None  # the run ends here even when more would fit (``max_epochs``)
 
 
 def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_every: int) -> float:
@@ -114,9 +115,10 @@ def refuse_slow_step(budget_s: float, spent_s: float, step_s: float, budget_text
 
 
 def plan_budget(budget_s: float, spent_s: float, step_s: float, eval_s: float, test_s: float,
-                steps_per_epoch: int, eval_every: int, budget_text: str, last_eval: bool = True) -> BudgetPlan:
-    """The plan of a fresh run, or one sentence with the least budget that works when fewer than :data:`MIN_STEPS`
-    steps fit."""
+                steps_per_epoch: int, eval_every: int, budget_text: str, last_eval: bool = True,
+                max_steps: int | None = None) -> BudgetPlan:
+    """The plan of a fresh run (at most ``max_steps``), or one sentence with the least budget that works when fewer
+    than :data:`MIN_STEPS` steps fit."""
     steps = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, eval_s, test_s, steps_per_epoch, eval_every,
                            last_eval)
     if steps < MIN_STEPS:
@@ -124,8 +126,8 @@ def plan_budget(budget_s: float, spent_s: float, step_s: float, eval_s: float, t
         raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here ({step_s:.3g} "
                         f"s each, {eval_s + test_s:.3g} s to evaluate and test), fewer than {MIN_STEPS}; the least "
                         f"budget that works is about {format_duration(least)}: use --budget {least}s or more")
-    return BudgetPlan(steps=steps, step_seconds=step_s, eval_seconds=eval_s, test_seconds=test_s,
-                      startup_seconds=spent_s, last_eval=last_eval)
+    return BudgetPlan(steps=min(steps, max_steps or steps), step_seconds=step_s, eval_seconds=eval_s,
+                      test_seconds=test_s, startup_seconds=spent_s, last_eval=last_eval, max_steps=max_steps)
 
 
 def time_the_run(step: Callable, untimed: int, train_batches, evaluate_pass: Callable, eval_loader, test_pass: Callable,
@@ -141,10 +143,12 @@ def time_the_run(step: Callable, untimed: int, train_batches, evaluate_pass: Cal
 
 
 def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pieces: Callable, steps_per_epoch: int,
-             eval_every: int, last_eval: bool, agree: Callable[[list[float]], list[float]]) -> BudgetKeeper:
+             eval_every: int, last_eval: bool, agree: Callable[[list[float]], list[float]],
+             max_steps: int | None = None) -> BudgetKeeper:
     """Rule 1 for a fresh run: refused at once when start-up (from the ``time.perf_counter()`` reading ``started``) or
     a first ``guess`` of the step time (seconds, how it was found) leaves no room; else ``time_pieces(budget_s)``
-    gives the step, evaluation and test times to plan from. Every process follows rank 0's numbers (``agree``)."""
+    gives the step, evaluation and test times to plan from. Every process follows rank 0's numbers (``agree``). The
+    run never goes past ``max_steps``."""
     budget_s = parse_duration(budget_text)
     guess_s, spent = agree([guess[0], time.perf_counter() - started])
     refuse_slow_step(budget_s, spent, guess_s, budget_text, guess[1])
@@ -152,7 +156,8 @@ def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pi
     times = time_pieces(budget_s)
     now = time.perf_counter()
     step_s, eval_s, test_s, spent, probe_s = agree([*times, now - started, now - probe_start])
-    plan = plan_budget(budget_s, spent, step_s, eval_s, test_s, steps_per_epoch, eval_every, budget_text, last_eval)
+    plan = plan_budget(budget_s, spent, step_s, eval_s, test_s, steps_per_epoch, eval_every, budget_text, last_eval,
+                       max_steps)
     plan.probe_seconds = probe_s
     return BudgetKeeper(budget_s, plan, steps_per_epoch, eval_every, agree)
 
@@ -200,6 +205,7 @@ class BudgetKeeper:
             self.step_seconds += weight * (window / (step - self._mark_step) - self.step_seconds)
         self._mark_t, self._mark_step = now, step
         fit = max(step + 1, step + self._steps_left(step))
+        fit = min(fit, max(self.plan.max_steps or fit, step + 1))
         end = fit if abs(fit - self.end) > max(1.0, HYSTERESIS * (self.end - step)) else self.end
         end = int(self.agree([float(end)])[0])
         if end != self.end:
@@ -247,7 +253,8 @@ class BudgetKeeper:
     def describe(self) -> str:
         p = self.plan
         changed = "" if self.end == p.steps else f" (now {self.end:,})"
-        return (f"budget {format_duration(self.budget_s)}: {p.steps:,} steps{changed}, planned from "
+        capped = f" (max_epochs: at most {p.max_steps:,})" if p.max_steps else ""
+        return (f"budget {format_duration(self.budget_s)}: {p.steps:,} steps{changed}{capped}, planned from "
                 f"{p.step_seconds:.3g} s per step, {p.eval_seconds:.3g} s per evaluation, {p.test_seconds:.3g} s for "
                 f"the final test and {p.startup_seconds:.3g} s of start-up ({p.probe_seconds:.2g} s of it timing) "
                 f"measured here; the lr schedule ends at the last step")

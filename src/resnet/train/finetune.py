@@ -77,6 +77,8 @@ class FineTuning:
         # During the head warm-up the whole backbone is frozen; the layers frozen for good are a subset of it.
         self.warmup_frozen = frozen_modules(model, -1) if self.warmup_steps else self.frozen
         self._bns = {False: _batchnorms(self.frozen), True: _batchnorms(self.warmup_frozen)}
+        names = {id(m): name for name, m in model.named_modules()}
+        self._bn_names = {warm: frozenset(names[id(m)] for m in bns) for warm, bns in self._bns.items()}
         permanent = {id(p) for p in _params(self.frozen)}
         self._joining = [p for p in _params(self.warmup_frozen) if id(p) not in permanent]  # frozen in warm-up only
         for p in _params(self.frozen):
@@ -106,6 +108,11 @@ class FineTuning:
     def in_warmup(self, step: int) -> bool:
         """Whether optimizer step ``step`` (0-based: the steps done before it) trains the head alone."""
         return step < self.warmup_steps
+
+    def frozen_batchnorms(self, step: int) -> frozenset[str]:
+        """Names (in the model's ``named_modules``) of the BatchNorm layers frozen at step ``step``: their running
+        statistics are the pretrained ones and must stay so."""
+        return self._bn_names[self.in_warmup(step)]
 
     def apply(self, step: int) -> None:
         warm = self.in_warmup(step)

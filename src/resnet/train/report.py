@@ -56,8 +56,9 @@ def banner(cfg: Config, run: RunState, data: DataBundle, model: nn.Module, graph
 
 
 def results(cfg: Config, run: RunState, card: ModelCard, model: nn.Module, test: EvalResult, train_seconds: float,
-            keeper: BudgetKeeper | None) -> dict:
-    """``results.json``: the final test and how the run got there."""
+            keeper: BudgetKeeper | None, bn_images: int = 0) -> dict:
+    """``results.json``: the final test and how the run got there (``bn_images``: the training images the BatchNorm
+    statistics were re-estimated on before it; 0 when they were not)."""
     out = {
         "model": cfg.model.name, "data": cfg.data.name, "parameters": parameters(model),
         "weights": card.weights, "test_top1": test.top1, "test_top5": test.top5, "test_loss": test.loss,
@@ -65,7 +66,7 @@ def results(cfg: Config, run: RunState, card: ModelCard, model: nn.Module, test:
         "steps": run.step, "epochs": run.step / run.steps_per_epoch,
         "train_minutes": train_seconds / 60, "device": run.device, "world_size": run.world_size,
         "precision": run.precision, "best_val_top1": run.best_top1, "test_seconds": test.seconds,
-        "per_class": test.per_class(list(card.classes)),
+        "per_class": test.per_class(list(card.classes)), "precise_bn_images": bn_images,
         "recipe": cfg.recipe, "machine": machine(run.device),
     }
     if keeper is not None:  # everything the budget covers: start-up, training, evaluations, final test

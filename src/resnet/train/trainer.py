@@ -32,7 +32,9 @@ from .finetune import plan_finetuning
 from .log import RunLogger, epoch_line, format_duration
 from .loop import NonFiniteLoss, StepWindow, weights_finite
 from .optim import build_optimizer, build_scheduler, scaled_lr, total_steps_for
+from .precise_bn import batchnorms, recompute_bn
 from .probe import probe_run
+from .resolution import fit_resolution
 from .report import RunResult, banner, results, write_final
 from .run_files import (checkpoint, claim_run_dir, open_run_dir, restore, saved_run_state, write_checkpoint,
                         write_snapshot)
@@ -77,15 +79,17 @@ class Trainer:
                               total_steps=0, epochs=0)
         self.evaluate = partial(evaluate, device=self.device, precision=self.precision, num_classes=len(
             self.data.classes), input_size=self.data.input_size, fill=black_level(self.data.mean, self.data.std))
-        self.keeper = None
+        self.bn_sample = (self.data.train_sample(cfg.precise_bn) if cfg.precise_bn and self.data.train_sample
+                          and batchnorms(self.model) else None)
+        self.keeper, self.size_note = None, None
+        if saved.get("train_size"):  # the resolution the run's budget chose when it started
+            self.state.train_size = saved["train_size"]
+            self._set_train_size(saved["train_size"])
         if cfg.budget is not None and saved.get("budget"):
             self.keeper = BudgetKeeper.from_state(saved["budget"], parse_duration(cfg.budget), spe, cfg.eval_every,
                                                   saved["step"], self._agree)
         elif cfg.budget is not None:
-            guess = (self.probe.step_seconds(cfg.batch_size),
-                     f"timed at batch {self.probe.batch} and scaled to {cfg.batch_size}")
-            self.keeper = plan_run(cfg.budget, started, guess, self._time_pieces, spe, cfg.eval_every,
-                                   last_eval=self.data.val is not None, agree=self._agree)
+            self.keeper = self._plan_budget(started, spe)
         self.state.end_at(self.keeper.end if self.keeper else total_steps_for(cfg, spe)[0])
         self.optimizer = build_optimizer(self.model, cfg.optim, self.state.lr, self.backbone_lr)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, spe,
@@ -120,6 +124,28 @@ class Trainer:
         self._mistakes: MistakeCollector | None = None  # gathered by the final test, for the report page
         self._t0, self._before = time.perf_counter(), self.state.train_seconds  # training time: from run() on
 
+    def _plan_budget(self, started: float, spe: int) -> BudgetKeeper:
+        """The budget's plan (train/budget.py), at a lower training resolution when the full one fits too few epochs
+        of a folder cut by random-resized crops in memory (train/resolution.py)."""
+        cfg = self.cfg
+        guess = (self.probe.step_seconds(cfg.batch_size),
+                 f"timed at batch {self.probe.batch} and scaled to {cfg.batch_size}")
+        plan = partial(plan_run, cfg.budget, started, guess, self._time_pieces, spe, cfg.eval_every,
+                       last_eval=self.data.val is not None, agree=self._agree,
+                       max_steps=cfg.max_epochs * spe if cfg.max_epochs else None)
+        full = getattr(self.data.train, "crop_size", None)
+        if not (cfg.data.fit_resolution and full):
+            return plan()
+        keeper, size, self.size_note = fit_resolution(plan, self._set_train_size, full, spe)
+        self.state.train_size = size if size != full else None
+        return keeper
+
+    def _set_train_size(self, size: int) -> None:
+        """Train (and re-estimate BatchNorm statistics) on random-resized crops of ``size`` px from now on."""
+        for loader in (self.data.train, self.bn_sample):
+            if loader is not None:
+                loader.set_crop_size(size)
+
     def _time_pieces(self, budget_s: float) -> tuple[float, float, float]:
         """A training step, an evaluation pass and the final test timed for the budget's plan, on a copy of the
         model: the run's weights and random state are left as they were."""
@@ -128,11 +154,14 @@ class Trainer:
         ctx = make_context(cfg, model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
                            self.device, self.precision, len(self.data.classes))
         step = make_step(ctx, cfg.cuda_graph, distributed=self.env.enabled, compiled=cfg.compile, log=self._say)
-        times = time_the_run(step, untimed_calls(step), self.data.train.epoch(0), partial(self.evaluate, model),
-                             self.data.eval_loader, partial(self.evaluate, model, tta=cfg.test_tta), self.data.test,
-                             self.device, budget_s)
+        step_s, eval_s, test_s = time_the_run(step, untimed_calls(step), self.data.train.epoch(0),
+                                              partial(self.evaluate, model), self.data.eval_loader,
+                                              partial(self.evaluate, model, tta=cfg.test_tta), self.data.test,
+                                              self.device, budget_s)
         set_rng_state(rng)
-        return times
+        # Precise BN before each evaluation: a forward pass over its images, at the evaluation's pace per image.
+        bn_s = eval_s * self.bn_sample.size / self.data.eval_loader.size if self.bn_sample else 0.0
+        return step_s, eval_s + bn_s, test_s + bn_s
 
     def _continue(self, resume, ckpt: dict | None, path: Path | None) -> None:
         """A resumed run: its checkpoint's state, and the config changes this resume asked for kept in run.json."""
@@ -151,7 +180,9 @@ class Trainer:
 
     def run(self) -> RunResult:
         cfg = self.cfg
-        notes = [self.init_note, self.finetune.describe() if self.finetune else None]
+        notes = [self.init_note, self.size_note, self.finetune.describe() if self.finetune else None,
+                 f"precise BN: BatchNorm statistics re-estimated on {self.bn_sample.size:,} training images (augmented "
+                 f"as in training) before every evaluation" if self.bn_sample else None]
         graphs = graph_note(self.step_fn, self.ctx, cfg.cuda_graph, self.env.enabled, cfg.compile)
         self._say("\n".join(banner(cfg, self.state, self.data, self.model, graphs, self.keeper, notes)))
         self._t0 = time.perf_counter()
@@ -271,7 +302,8 @@ class Trainer:
         test = self._test_result or self._final_test()
         mistakes = self._mistakes.mistakes()  # (all processes gather)
         self.state.step = self.ctx.step
-        result = results(self.cfg, self.state, self.card, self.model, test, train_seconds, self.keeper)
+        result = results(self.cfg, self.state, self.card, self.model, test, train_seconds, self.keeper,
+                         bn_images=self.bn_sample.size if self.bn_sample else 0)
         if self.env.is_main:
             write_final(self.run_dir, self._eval_model(), self.card, result, test, self.data.test_name, mistakes,
                         self.data.test, self._say)
@@ -287,14 +319,29 @@ class Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ctx.ema.module if self.ctx.ema is not None else self.model
 
+    def _precise_bn(self) -> float:
+        """Re-estimate the evaluation model's BatchNorm statistics on training images (``precise_bn``); seconds."""
+        if self.bn_sample is None:
+            return 0.0
+        keep = self.finetune.frozen_batchnorms(self.ctx.step) if self.finetune else frozenset()
+        return recompute_bn(self._eval_model(), self.bn_sample.epoch(0), self.device, self.precision, keep,
+                            self.env.world)
+
     def _evaluate(self, loader, tta: str = "none") -> EvalResult:
-        return self.evaluate(self._eval_model(), loader.epoch(0), tta=tta)
+        """An evaluation of the model as it is now, its BatchNorm statistics re-estimated first (in its seconds)."""
+        bn_s = self._precise_bn()
+        result = self.evaluate(self._eval_model(), loader.epoch(0), tta=tta)
+        result.seconds += bn_s
+        return result
 
     def _final_test(self) -> EvalResult:
         """The test of the final model, which also gathers its most confident mistakes for the report page."""
+        bn_s = self._precise_bn()
         self._mistakes = MistakeCollector(len(self.data.classes), rank=self.env.rank, world=self.env.world)
-        return self.evaluate(self._eval_model(), self.data.test.epoch(0), tta=self.cfg.test_tta,
-                             observe=self._mistakes)
+        result = self.evaluate(self._eval_model(), self.data.test.epoch(0), tta=self.cfg.test_tta,
+                               observe=self._mistakes)
+        result.seconds += bn_s
+        return result
 
 
 def train(cfg: Config, resume: str | Path | None = None, log=print, started: float | None = None) -> RunResult:
