@@ -21,15 +21,16 @@ import random
 import re
 import shlex
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from resnet.data.folder_stats import inspect_folder
-from resnet.device import cpu_summary
-from resnet.images import IMAGE_SUFFIXES
-from resnet.table import format_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_run import run_train  # noqa: E402
+
+from resnet.data.folder_stats import inspect_folder  # noqa: E402
+from resnet.device import cpu_summary  # noqa: E402
+from resnet.images import IMAGE_SUFFIXES  # noqa: E402
+from resnet.table import format_table  # noqa: E402
 
 # Variant name -> flags added to `resnet train --data imagefolder:SPLIT --budget B --seed K` (on top of the defaults a
 # folder gets); ``{expression}`` in a flag is evaluated with ``size``, the folder's median shorter side, e.g.
@@ -67,13 +68,7 @@ def expand(flags: list[str], size: int) -> list[str]:
 
 
 def run_one(cmd: list[str], out: Path, env: dict | None = None) -> dict:
-    print(shlex.join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    results = json.loads((out / "results.json").read_text())
+    results, _, wall = run_train(cmd, env=env)
     epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["img_per_s"] for r in epochs if r.get("img_per_s")]
     return {"top1": results["test_top1"], "wall": wall, "epochs": results["epochs"],

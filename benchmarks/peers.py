@@ -26,37 +26,27 @@ import argparse
 import json
 import os
 import re
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from resnet.config import parse_duration
-from resnet.data.folder_stats import inspect_folder
-from resnet.device import cpu_summary
-from resnet.table import format_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_run import run_command, run_train  # noqa: E402
+
+from resnet.config import parse_duration  # noqa: E402
+from resnet.data.folder_stats import inspect_folder  # noqa: E402
+from resnet.device import cpu_summary  # noqa: E402
+from resnet.table import format_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TOOLS = ("resnet", "fastai", "ultralytics")
 ULTRALYTICS_OUTSIDE_S = 8.0  # seconds of an Ultralytics command outside its time= budget: start-up, final validation
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    print(shlex.join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc, wall
-
-
 def run_resnet(folder: Path, size: int, budget_s: float, seed: int, out: Path) -> dict:
-    _, wall = run([sys.executable, "-m", "resnet", "train", "--data", f"imagefolder:{folder}", "--budget",
-                   f"{budget_s:g}s", "--seed", str(seed), "--out", str(out)])
-    results = json.loads((out / "results.json").read_text())
+    results, _, wall = run_train([sys.executable, "-m", "resnet", "train", "--data", f"imagefolder:{folder}",
+                                  "--budget", f"{budget_s:g}s", "--seed", str(seed), "--out", str(out)])
     state = json.loads((out / "run.json").read_text())
     images = results["steps"] * state["global_batch"]
     return {"top1": results["test_top1"], "wall": wall, "epochs": results["epochs"],
@@ -64,8 +54,8 @@ def run_resnet(folder: Path, size: int, budget_s: float, seed: int, out: Path) -
 
 
 def run_fastai(folder: Path, size: int, budget_s: float, seed: int, out: Path) -> dict:
-    proc, wall = run([sys.executable, str(HERE / "peer_fastai.py"), str(folder), str(size), str(budget_s), str(seed),
-                      "--started", repr(time.time())])
+    proc, wall = run_command([sys.executable, str(HERE / "peer_fastai.py"), str(folder), str(size), str(budget_s),
+                              str(seed), "--started", repr(time.time())], "fastai")
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"top1": got["top1"], "wall": wall, "epochs": got["epochs"], "img_per_s": got["img_per_s"]}
 
@@ -73,10 +63,10 @@ def run_fastai(folder: Path, size: int, budget_s: float, seed: int, out: Path) -
 def run_ultralytics(folder: Path, size: int, budget_s: float, seed: int, out: Path) -> dict:
     hours = (budget_s - ULTRALYTICS_OUTSIDE_S) / 3600
     yolo = Path(sys.executable).with_name("yolo")
-    proc, wall = run([str(yolo), "classify", "train", f"data={folder}", "model=yolo11n-cls.yaml", "pretrained=False",
-                      f"imgsz={size}", f"time={hours:.6f}", "epochs=1000", f"seed={seed}", "device=cpu",
-                      "plots=False", f"project={out.parent}", f"name={out.name}", "exist_ok=True"],
-                     env={**os.environ, "YOLO_OFFLINE": "1"})
+    proc, wall = run_command([str(yolo), "classify", "train", f"data={folder}", "model=yolo11n-cls.yaml",
+                              "pretrained=False", f"imgsz={size}", f"time={hours:.6f}", "epochs=1000", f"seed={seed}",
+                              "device=cpu", "plots=False", f"project={out.parent}", f"name={out.name}",
+                              "exist_ok=True"], "ultralytics", env={**os.environ, "YOLO_OFFLINE": "1"})
     text = proc.stdout + proc.stderr
     final = re.findall(r"^\s+all\s+([\d.]+)\s+([\d.]+)\s*$", text.split("Validating")[-1], re.M)
     rows = (out / "results.csv").read_text().splitlines()
