@@ -110,12 +110,13 @@ def _memory_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, worl
     common = dict(device=device, mean=mean, std=std, rank=rank, world=world, channels_last=channels_last)
     eval_batch = max(batch_size, 256)
     c, h, w = train.images.shape[1:]
+    augment = augment_for(d)
     return DataBundle(
-        train=MemoryLoader(train, batch_size, train=True, augment=augment_for(d), seed=seed, **common),
+        train=MemoryLoader(train, batch_size, train=True, augment=augment, seed=seed, **common),
         val=MemoryLoader(val, eval_batch, train=False, **common) if val is not None else None,
         test=MemoryLoader(test, eval_batch, train=False, **common),
         classes=train.classes, in_chans=c, input_size=(h, w), mean=mean, std=std, resize=[h, w], crop=None,
-        train_sample=memory_sample(train, seed, batch_size, augment_for(d), **common))
+        train_sample=memory_sample(train, seed, batch_size, augment, **common))
 
 
 def _folder_bundle(d: DataConfig, batch_size: int, seed: int, device, rank, world, channels_last, in_chans: int,
@@ -226,13 +227,14 @@ def _folder_in_memory(d: DataConfig, splits: dict, classes: list[str], batch_siz
     mean, std = dataset_stats(d.name, in_chans)
     common = dict(device=device, mean=mean, std=std, rank=rank, world=world, channels_last=channels_last)
     eval_batch = max(batch_size, 256)
+    augment = augment_for(d)
     return DataBundle(
-        train=MemoryLoader(train, batch_size, train=True, augment=augment_for(d), seed=seed, **common),
+        train=MemoryLoader(train, batch_size, train=True, augment=augment, seed=seed, **common),
         val=MemoryLoader(parts["val"], eval_batch, train=False, **common) if parts["val"] is not None else None,
         test=MemoryLoader(parts["test"], eval_batch, train=False, **common),
         classes=classes, in_chans=in_chans, input_size=(eval_crop, eval_crop), mean=mean, std=std,
         resize=d.eval_resize, crop=eval_crop, test_name=test_name,
-        train_sample=memory_sample(train, seed, batch_size, augment_for(d), **common))
+        train_sample=memory_sample(train, seed, batch_size, augment, **common))
 
 
 def build_data(data: DataConfig, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1,
