@@ -12,7 +12,7 @@ PACKAGE = Path(resnet.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers below it, never a layer above.
 LAYERS = [
-    ("base", ["errors", "table", "io", "device", "images", "plots", "runs", "mistakes"]),
+    ("base", ["errors", "writes", "table", "io", "device", "images", "plots", "runs", "mistakes"]),
     ("models and data", ["models", "data"]),
     ("config", ["config", "folder_defaults"]),
     ("model files and evaluation", ["weights", "evaluate", "gradcam", "report_page"]),

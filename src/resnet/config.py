@@ -23,7 +23,7 @@ from .data.folder_stats import FolderStats, inspect_folder
 from .device import Precision
 from .errors import UserError
 from .folder_defaults import choose, weights_architecture
-from .io import write_text
+from .writes import write_text
 from .models import model_info
 from .runs import resume_run_dir, saved_changes, saved_config_file
 
@@ -484,4 +484,4 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False), "config")

@@ -10,6 +10,15 @@ class UserError(ValueError):
     exit_code = 2
 
 
+class UnreadableFile(UserError):
+    """A file that cannot be loaded (empty, truncated, of another kind); ``reason`` says why in a few words, for a
+    list of the files a resume passed over."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class TrainingStopped(Exception):
     """Training ended early on purpose (SIGINT / SIGTERM) after writing a checkpoint; the message says how to resume.
     ``exit_code`` is 128 + the signal number (130, 143)."""

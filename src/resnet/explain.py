@@ -19,6 +19,7 @@ from .backends import image_batches, image_files
 from .errors import UserError
 from .gradcam import gradcam, import_captum, seen_image
 from .weights import ModelCard
+from .writes import make_dir, save_figure
 
 COLORMAP = "turbo"
 ALPHA = 0.5  # heatmap opacity over the image
@@ -67,7 +68,7 @@ def draw_explanation(r: dict, path: Path) -> None:
     left.set_axis_off()
     predicted = "" if r["predicted"] == r["class"] else f"\n(predicted {r['predicted']} {r['predicted_prob']:.2f})"
     _overlay(right, r["image"], r["cam"], f"Grad-CAM: {r['class']} {r['prob']:.2f}{predicted}")
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, 100, "Grad-CAM picture")
 
 
 def draw_sheet(results: list[dict], path: Path, columns: int | None = None, title: str = "") -> None:
@@ -85,7 +86,7 @@ def draw_sheet(results: list[dict], path: Path, columns: int | None = None, titl
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, 100, "Grad-CAM picture")
 
 
 def _output_name(path: Path, used: set[str]) -> str:
@@ -111,7 +112,7 @@ def explain_files(model: nn.Module, card: ModelCard, paths: list[str | Path], ou
     files = image_files(paths)
     index = resolve_class(card, target)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "output directory")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -1,96 +1,31 @@
-"""Files that survive a crash and loads that never run code.
-
-Every write goes to a temporary file beside its target, is fsynced, then renamed over it: a kill at any moment
-leaves either the old file or the new one, never a torn one. Every load is ``torch.load(weights_only=True)`` or
-safetensors: tensors and plain data only, never pickled objects that could run code.
+"""Weights files: saved through :mod:`resnet.writes` (atomic, a failure in one sentence) and loaded without ever
+running code: every load is ``torch.load(weights_only=True)`` or safetensors, tensors and plain data only, never
+pickled objects that could run code.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_replace(path: str | Path, write_to: Callable[[Path], None]) -> Path:
-    """Call ``write_to(tmp)`` with a temporary path beside ``path``, fsync the file, then rename it over ``path``.
-    On any failure the temporary file is removed and ``path`` keeps its previous content. For writers that take a
-    path (exporters, quantizers, safetensors); :func:`atomic_write` is the same for writers of an open file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write_to(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-
-    def to_file(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            write(f)
-
-    return atomic_replace(path, to_file)
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2))
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Point ``dst`` at ``src``'s content atomically (hard link when possible; a copy otherwise)."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        data = src.read_bytes()
-        atomic_write(dst, lambda f: f.write(data))
+from .errors import UnreadableFile, UserError
+from .writes import atomic_replace
 
 
 # ------------------------------------------------------------------------------------------------------- weights
 
 
-def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
+                     what: str = "weights") -> Path:
     """Write a state dict as ``path`` (.safetensors), atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    return atomic_replace(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    return atomic_replace(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), what)
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -136,7 +71,8 @@ def sniff(path: str | Path) -> str | None:
 
 
 def not_weights(path: Path, noun: str, give: str) -> UserError:
-    return UserError(f"{path} is not a {noun} at all (neither a torch zip, a pickle nor a safetensors file); {give}")
+    return UnreadableFile(f"{path} is not a {noun} at all (neither a torch zip, a pickle nor a safetensors file); "
+                          f"{give}", "not a weights file")
 
 
 def load_torch_file(path: str | Path, noun: str, empty: str, damaged: str, give: str) -> Any:
@@ -147,21 +83,23 @@ def load_torch_file(path: str | Path, noun: str, empty: str, damaged: str, give:
     that torch refuses because it could run code."""
     path = Path(path)
     if path.stat().st_size == 0:
-        raise UserError(f"{noun} {path} is empty {empty}")
+        raise UnreadableFile(f"{noun} {path} is empty {empty}", "empty")
     kind = sniff(path)
     if kind is None:
         raise not_weights(path, noun, give)
     if kind == "safetensors":
-        raise UserError(f"{path} is a safetensors file, not a {noun} torch.load reads; name it .safetensors (with "
-                        f"its model.json beside it) or {give}")
+        raise UnreadableFile(f"{path} is a safetensors file, not a {noun} torch.load reads; name it .safetensors "
+                             f"(with its model.json beside it) or {give}", "a safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = first_line(exc) if str(exc).strip() else "disallowed content"
-        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain data, which could "
-                        f"run code when unpickled ({first}); only load files you trust with plain torch.load") from None
+        raise UnreadableFile(f"refusing to load {path}: it holds objects other than tensors and plain data, which "
+                             f"could run code when unpickled ({first}); only load files you trust with plain "
+                             f"torch.load", "it holds objects other than tensors") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as exc:
-        raise UserError(f"{noun} {path} is truncated or corrupt ({first_line(exc, 120)}); {damaged}") from None
+        raise UnreadableFile(f"{noun} {path} is truncated or corrupt ({first_line(exc, 120)}); {damaged}",
+                             f"truncated or corrupt: {first_line(exc, 60)}") from None
 
 
 CHECKPOINT_HINT = "give a run directory or a checkpoint (.pt) written by `resnet train`"
@@ -175,5 +113,6 @@ def load_checkpoint(path: str | Path) -> dict:
     ckpt = load_torch_file(path, "checkpoint", "(an interrupted write?); resume from an earlier checkpoint",
                            "use an earlier checkpoint", CHECKPOINT_HINT)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise UserError(f"{path} is not a resnet checkpoint (no 'model' entry); {CHECKPOINT_HINT}")
+        raise UnreadableFile(f"{path} is not a resnet checkpoint (no 'model' entry); {CHECKPOINT_HINT}",
+                             "not a resnet checkpoint")
     return ckpt

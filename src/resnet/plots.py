@@ -14,6 +14,16 @@ import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .writes import save_figure  # noqa: E402
+
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """Write ``fig`` as the PNG ``path`` (atomically; a failure is a WriteError) and release it either way."""
+    try:
+        save_figure(fig, path, dpi)
+    finally:
+        plt.close(fig)
+
 
 def curves_figure(records: list[dict], title: str = "") -> plt.Figure:
     """Loss and error (%) against epoch, training and evaluation set, from metrics.jsonl records."""
@@ -52,8 +62,7 @@ def _label_log_axis(axis, low: float, high: float) -> None:
 def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
     """:func:`curves_figure`, written to ``path``."""
     fig = curves_figure(records, title)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, 120)
 
 
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
@@ -77,8 +86,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, 120)
 
 
 def _depth_colours(depths) -> dict[int, tuple]:
@@ -123,8 +131,7 @@ def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = ""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)
 
 
 def _net_style(net: dict) -> dict:
@@ -150,8 +157,7 @@ def plot_responses(nets: dict[str, dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)
 
 
 def plot_gradients(nets: dict[str, dict], path: Path, title: str = "") -> None:
@@ -171,8 +177,7 @@ def plot_gradients(nets: dict[str, dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)
 
 
 def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
@@ -208,8 +213,7 @@ def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)
 
 
 LABEL_SIDES = ((5, 4, "left"), (5, -11, "left"), (-5, 4, "right"), (-5, -11, "right"),  # offsets in points
@@ -274,5 +278,4 @@ def plot_comparison(models: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)

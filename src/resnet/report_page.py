@@ -29,7 +29,7 @@ from .device import resolve_device, resolve_precision
 from .errors import UserError
 from .evaluate import evaluate_on_test_set, run_test_tta
 from .gradcam import gradcam, seen_image
-from .io import write_text
+from .writes import write_text
 from .mistakes import Mistake, MistakeCollector, with_images
 from .runs import run_dir_of
 from .weights import ModelCard, load_model_and_card
@@ -95,7 +95,7 @@ def write_report(run_dir: str | Path, mistakes: list[list[Mistake]] | None = Non
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(title)}: resnet report</title><style>{STYLE}</style></head>\n<body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
-    return write_text(Path(out) if out else run_dir / REPORT, page)
+    return write_text(Path(out) if out else run_dir / REPORT, page, "report page")
 
 
 def _lead(results: dict) -> str:

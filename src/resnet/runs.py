@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from .errors import UnreadableFile, UserError
 from .io import load_checkpoint
 
 RUN_FILE = "run.json"  # what the run decided (resnet.train.run_state)
@@ -39,24 +40,53 @@ def step_checkpoints(ckpt_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
-    """The newest checkpoint in ``run_dir`` that loads, and its content; damaged newer files are passed over."""
+@dataclass(frozen=True)
+class FoundCheckpoint:
+    """The checkpoint a resume continues from (``path`` None: none in the run loads) and the newer files it passed
+    over, each with why."""
+
+    path: Path | None
+    content: dict | None
+    skipped: tuple[tuple[Path, str], ...] = ()
+
+    def skipped_note(self) -> str | None:
+        """``skipped last.pt (empty), step-00000040.pt (its weights are not finite)``; None when none was."""
+        if not self.skipped:
+            return None
+        return "skipped " + ", ".join(f"{path.name} ({why})" for path, why in self.skipped)
+
+
+def nonfinite_weights(ckpt: dict) -> bool:
+    """Whether a checkpoint's weights hold a NaN or an infinity (a run stops before it writes such weights; a file
+    from elsewhere, or bits flipped on disk, may still hold them)."""
+    return any(t.is_floating_point() and not bool(t.isfinite().all()) for t in ckpt["model"].values()
+               if hasattr(t, "is_floating_point"))
+
+
+def newest_checkpoint(run_dir: Path) -> FoundCheckpoint:
+    """The newest checkpoint in ``run_dir`` that loads and holds finite weights, and its content; newer files that
+    are damaged or not finite are passed over and named."""
     ckpt_dir = Path(run_dir) / "checkpoints"
-    candidates = sorted(step_checkpoints(ckpt_dir), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    if (ckpt_dir / "last.pt").is_file():
-        candidates.insert(0, ckpt_dir / "last.pt")
+    last = [ckpt_dir / "last.pt"] if (ckpt_dir / "last.pt").is_file() else []
+    # Newest first, last.pt before its twin: a step file written after a failed update of last.pt comes first.
+    candidates = sorted(last + step_checkpoints(ckpt_dir), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    skipped: list[tuple[Path, str]] = []
     for path in candidates:
         try:
-            return path, load_checkpoint(path)
-        except UserError:
+            ckpt = load_checkpoint(path)
+        except UnreadableFile as exc:
+            skipped.append((path, exc.reason))
             continue
-    return None
+        if nonfinite_weights(ckpt):
+            skipped.append((path, "its weights are not finite"))
+            continue
+        return FoundCheckpoint(path, ckpt, tuple(skipped))
+    return FoundCheckpoint(None, None, tuple(skipped))
 
 
 def latest_valid_checkpoint(run_dir: Path) -> Path | None:
     """The path of :func:`newest_checkpoint`."""
-    found = newest_checkpoint(run_dir)
-    return found[0] if found else None
+    return newest_checkpoint(run_dir).path
 
 
 def resume_run_dir(resume: str | Path, out: str | None) -> Path:
@@ -70,14 +100,14 @@ def resume_run_dir(resume: str | Path, out: str | None) -> Path:
     return run_dir_of(resume)
 
 
-def resume_checkpoint(resume: str | Path, out: str | None) -> tuple[Path, dict] | None:
+def resume_checkpoint(resume: str | Path, out: str | None) -> FoundCheckpoint:
     """The checkpoint ``--resume`` continues from, and its content (loaded once). ``auto`` or a run directory without
-    a valid checkpoint (a run killed before its first one) gives None: the run starts again from step 0 in the same
-    directory."""
+    a valid checkpoint (a run killed before its first one) finds none (``path`` None): the run starts again from
+    step 0 in the same directory."""
     if str(resume) != "auto" and not Path(resume).is_dir():
         if not Path(resume).is_file():
             raise UserError(f"--resume {resume} does not exist; {RESUME_HINT}")
-        return Path(resume), load_checkpoint(resume)
+        return FoundCheckpoint(Path(resume), load_checkpoint(resume))
     run_dir = resume_run_dir(resume, out)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} does not exist; start a new run with --out {run_dir} (without --resume)")

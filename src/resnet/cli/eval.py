@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..evaluate import TTA_MODES, evaluate_model
 from ..plots import plot_confusion
 from ..table import format_table
 from ..train.log import scores
+from ..writes import OptionalWrites
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
     r = ev.result
     target = Path(args.path)
     out_dir = Path(args.out) if args.out else (target if target.is_dir() else target.parent)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_confusion(r.confusion.numpy(), ev.card.classes, out_dir / "confusion.png",
-                   title=f"{ev.card.architecture} on {ev.data}: top-1 {r.top1:.2f}%")
+    # The figure is a by-product: a place that cannot take it is a warning, and the numbers are printed anyway.
+    optional = OptionalWrites(lambda message: print(f"resnet: warning: {message}", file=sys.stderr))
+    optional(plot_confusion, r.confusion.numpy(), ev.card.classes, out_dir / "confusion.png",
+             title=f"{ev.card.architecture} on {ev.data}: top-1 {r.top1:.2f}%")
     if args.json:
         print(json.dumps(ev.to_dict(), indent=2))
         return 0
@@ -42,5 +45,6 @@ def run(args: argparse.Namespace) -> int:
     split = "val/ folder" if ev.data.startswith("imagefolder:") else "test set"
     print(f"\n{ev.card.architecture} on {ev.data} {split} ({r.count:,} images, tta {ev.tta}): "
           f"{scores(r.top1, r.top5, r.loss)}")
-    print(f"confusion matrix: {out_dir / 'confusion.png'}")
+    if not optional.failed:
+        print(f"confusion matrix: {out_dir / 'confusion.png'}")
     return 0

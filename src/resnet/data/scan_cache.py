@@ -13,7 +13,7 @@ The cache of a folder is one JSON file, ``$RESNET_CACHE/scans/<sha256 of the res
 ``$RESNET_CACHE``: ``~/.cache/resnet/scans/``), so a read-only folder gets one too. It holds file names relative to
 the folder in parallel lists (name, size, mtime_ns) plus the bad files' reasons: ~60 bytes a file. Files that are no
 longer in the folder drop out when it is rewritten; a damaged, foreign or outdated cache file is ignored and
-rewritten. Writes are atomic (:mod:`resnet.io`); a lock beside the file lets one process of a multi-process run scan
+rewritten. Writes are atomic (:mod:`resnet.writes`); a lock beside the file lets one process of a multi-process run scan
 while the others wait and then read its result.
 """
 
@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 from filelock import FileLock
 
 from ..images import MAX_PIXELS, BadImageError
-from ..io import write_text
+from ..writes import WriteError, write_text
 from .files import scan_images
 
 VERSION = 1
@@ -70,7 +70,7 @@ def save_scan(path: Path, root: Path, mode: str, entries: dict[str, Entry]) -> N
     obj = {"version": VERSION, "folder": str(root), "mode": mode, "max_pixels": MAX_PIXELS, "files": names,
            "size": [entries[n][0] for n in names], "mtime_ns": [entries[n][1] for n in names],
            "bad": {n: e[2] for n, e in entries.items() if e[2] is not None}}
-    write_text(path, json.dumps(obj, separators=(",", ":")))
+    write_text(path, json.dumps(obj, separators=(",", ":")), "the scan cache")
 
 
 @contextmanager
@@ -175,9 +175,8 @@ def scan_folder(root: str | Path, samples: Sequence[tuple[str, int]], mode: str,
             return result  # another process wrote this very scan while we waited for the lock
         try:
             save_scan(path, root, mode, merged)
-        except OSError as exc:
-            result.warning = (f"could not write the scan cache {path} ({exc.strerror or exc}); the next run decodes "
-                              f"these files again (set RESNET_CACHE to a writable folder)")
+        except WriteError as exc:  # a cache: the run goes on, and the next one decodes these files again
+            result.warning = f"{exc} (or set RESNET_CACHE to another folder); the next run decodes these files again"
         return result
 
 

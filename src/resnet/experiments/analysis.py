@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from ..data import MemoryLoader, open_split
 from ..device import resolve_device, resolve_precision
 from ..errors import UserError
 from ..evaluate import evaluate
-from ..io import load_safetensors, write_json
+from ..io import load_safetensors
 from ..weights import ModelCard, load_into, load_model_and_card
+from ..writes import OptionalWrites, write_json
 from .gradients import conv_grad_norms, first_last_ratio
 from .grid import NetCell
 from .profiles import SNAPSHOT_EPOCHS
@@ -74,7 +76,8 @@ def cached_analysis(run_dir: Path, gradients: bool) -> dict:
         if cached.get("version") == ANALYSIS_VERSION and (cached.get("gradients") is not None or not gradients):
             return cached
     analysis = analyse_run(run_dir, gradients)
-    write_json(cache, analysis)
+    OptionalWrites(lambda message: print(f"warning: {message}", file=sys.stderr))(write_json, cache, analysis,
+                                                                                 "analysis cache")
     return analysis
 
 

@@ -15,6 +15,7 @@ from ..config import Config, changes, saved_config, to_dict
 from ..errors import UserError
 from ..runs import latest_valid_checkpoint
 from ..train.trainer import train
+from ..writes import WriteError
 
 
 @dataclass(frozen=True)
@@ -79,5 +80,9 @@ def run_cell(cell: Cell, position: str, log: Callable) -> dict:
     else:
         cfg = cell.cfg
         log(f"[{position}] {cell.name}: {state} ({'a budget of ' if cfg.budget else ''}{run_length(cfg)})")
-        train(cfg, resume=None if state == "training" else "auto", log=lambda *a, **k: None)
+        try:
+            train(cfg, resume=None if state == "training" else "auto", log=lambda *a, **k: None)
+        except WriteError as exc:
+            raise exc.then("run the same command again: finished cells are kept and this one continues from its "
+                           "last checkpoint") from None
     return json.loads((cell.run_dir / "results.json").read_text())

@@ -21,7 +21,7 @@ from typing import Callable
 from ..config import load_config, parse_duration
 from ..device import cpu_summary
 from ..errors import UserError
-from ..io import write_json, write_text
+from ..writes import WriteError, make_dir, write_json, write_text
 from ..models import model_info
 from ..models.successors import SUCCESSORS
 from ..models.summary import summarize
@@ -182,11 +182,13 @@ def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUD
     cells = plan(models, out, seeds, budget, data, extra)
     check_reusable(cells)
     log(describe_plan(cells))
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "output directory")
     runs, refused = [], []
     for i, cell in enumerate(cells, 1):
         try:  # a cell its budget cannot hold is refused with one sentence: the others still train
             results = run_cell(cell, f"{i}/{len(cells)}", log)
+        except WriteError:  # a full or failing disk fails every cell after it: the study stops here
+            raise
         except UserError as exc:
             refused.append({"model": cell.model, "seed": cell.seed, "reason": str(exc)})
             log(f"    refused: {exc}")

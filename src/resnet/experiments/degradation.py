@@ -20,6 +20,7 @@ from ..device import cpu_summary
 from ..errors import UserError
 from ..models import create_model
 from ..train.log import format_duration
+from ..writes import make_dir
 from .analysis import CellResult, aggregate, analyse
 from .cells import check_reusable, run_cell
 from .grid import NetCell, plan
@@ -79,7 +80,7 @@ def degradation(profile: str = "default", data: str | None = None, depths: list[
     cells = plan(profile, out, data, depths, seeds, extra)
     check_reusable(cells)
     log(describe_plan(cells))
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "output directory")
     found = run_study(cells, log)
     summary = aggregate(found, cells[0].cfg.iterations)
     meta = study_meta(profile, out, cells, found)

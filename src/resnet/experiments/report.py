@@ -8,7 +8,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from ..io import write_json, write_text
+from ..writes import write_json, write_text
 from ..plots import plot_degradation, plot_gradients, plot_responses
 from ..table import format_table
 from ..train.log import read_jsonl

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from ..data import Augment, MemoryLoader, dataset_stats, open_split
 from ..device import autocast, cpu_summary, resolve_device, resolve_precision
-from ..io import write_json, write_text
+from ..writes import make_dir, write_json, write_text
 from ..models import create_model
 from ..plots import plot_very_deep
 from ..table import format_table
@@ -96,7 +96,7 @@ def very_deep(depth: int = 1202, steps: int = STEPS, batch_size: int = BATCH_SIZ
     """Train plain-``depth`` and ResNet-``depth`` for ``steps`` steps on the same batches; write ``very_deep.png``,
     ``results.md`` and ``results.json`` into ``out``; return the results."""
     out = Path(out or f"runs/very-deep-{depth}")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "output directory")
     dev = resolve_device(device)
     precision = resolve_precision("auto", dev)
     batches = same_batches(data, steps, batch_size, seed, dev)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..io import write_json
+from ..writes import write_json
 from ..weights import load_model_and_card, resolve_weights
 from .fold import conv_bn_pairs, fold_batchnorm
 from .onnx import batchnorm_after_conv, card_metadata, export_onnx
@@ -39,7 +39,7 @@ def _store(path: Path, verification: Verification, quantization: Quantization | 
     record = {"file": path.name, **verification.to_dict()}
     if quantization is not None:
         record["calibration_images"] = quantization.calibration_images
-    write_json(verification_path(path), record)
+    write_json(verification_path(path), record, "export verification")
 
 
 def _count(found: int, asked: int) -> str:

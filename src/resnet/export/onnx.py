@@ -13,7 +13,7 @@ from torch import nn
 
 from ..backends import CARD_KEY, import_onnx
 from ..errors import UserError
-from ..io import atomic_replace
+from ..writes import atomic_replace
 from ..weights import ModelCard
 from .fold import fold_batchnorm
 from .options import ExportOptions
@@ -88,4 +88,4 @@ def export_onnx(model: nn.Module, card: ModelCard, path: str | Path,
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
 
-    return atomic_replace(Path(path), write)
+    return atomic_replace(Path(path), write, "ONNX export")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from torch import nn
 
 from ..backends import CARD_KEY, CARD_RT_INFO, QUANTIZATION_RT_INFO, import_openvino, read_openvino
 from ..errors import UserError
-from ..io import fsync_dir
+from ..writes import replace_pair
 from ..weights import ModelCard
 from .fold import fold_batchnorm
 from .onnx import card_metadata
@@ -35,25 +34,14 @@ def check_ir_path(path: Path) -> None:
                         f"{path.name!r}; change --out")
 
 
-def save_ir(model, path: Path) -> Path:
+def save_ir(model, path: Path, what: str = "OpenVINO export") -> Path:
     """Write ``path`` (.xml) and its .bin atomically: both go to temporary names beside them, then the .bin and the
     .xml are renamed over the old pair, so a failed write leaves a previous export as it was."""
     ov = import_openvino()
     check_ir_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.xml")
-    try:
-        ov.save_model(model, str(tmp), compress_to_fp16=False)  # fp32 weights: the export is checked bit-close
-        for part in (tmp.with_suffix(".bin"), tmp):
-            with open(part, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".bin").unlink(missing_ok=True)
-    fsync_dir(path.parent)
-    return path
+    # fp32 weights: the export is checked bit-close
+    return replace_pair(path, lambda tmp: ov.save_model(model, str(tmp), compress_to_fp16=False),
+                        lambda xml: xml.with_suffix(".bin"), what)
 
 
 def export_openvino(model: nn.Module, card: ModelCard, path: str | Path,
@@ -96,7 +84,7 @@ def quantize_openvino(src: str | Path, dst: str | Path, card: ModelCard, calibra
                                   preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=False)
     quantized.set_rt_info(f"int8 post-training (NNCF {nncf.__version__}, performance preset, bias correction) "
                           f"calibrated on {len(calibration)} training images", QUANTIZATION_RT_INFO)
-    return save_ir(quantized, dst)
+    return save_ir(quantized, dst, "int8 OpenVINO export")
 
 
 def ir_files(path: Path) -> list[Path]:

@@ -24,7 +24,7 @@ import torch
 from ..backends.onnx_runtime import QUANTIZATION_KEY, import_onnx, onnx_session
 from ..device import cpu_has_vnni
 from ..errors import UserError
-from ..io import atomic_replace
+from ..writes import atomic_replace
 from ..weights import ModelCard
 from .onnx import card_metadata, set_metadata
 from .verify import Verification, batches
@@ -93,4 +93,4 @@ def quantize_onnx(src: str | Path, dst: str | Path, card: ModelCard, calibration
         set_metadata(proto, {**card_metadata(card), QUANTIZATION_KEY: how})
         onnx.save(proto, str(tmp))
 
-    return atomic_replace(dst, write)
+    return atomic_replace(dst, write, "int8 ONNX export")

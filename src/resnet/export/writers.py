@@ -14,7 +14,7 @@ from torch import nn
 
 from ..backends import Backend, onnxruntime_backend, openvino_backend
 from ..errors import UserError
-from ..io import atomic_replace
+from ..writes import atomic_replace
 from ..runs import run_dir_of
 from ..weights import ModelCard, resolve_weights, save_model
 from .fold import fold_batchnorm
@@ -34,7 +34,8 @@ def export_torchscript(model: nn.Module, card: ModelCard, path: str | Path,
         warnings.simplefilter("ignore")  # torch.jit is deprecated for torch.export, but still the portable format
         traced = torch.jit.trace(folded, (options.example(card),))
         return atomic_replace(Path(path), lambda tmp: torch.jit.save(traced, str(tmp),
-                                                                     _extra_files={TORCHSCRIPT_CARD: card.to_json()}))
+                                                                     _extra_files={TORCHSCRIPT_CARD: card.to_json()}),
+                              "TorchScript export")
 
 
 def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, ModelCard]:

@@ -1,5 +1,6 @@
 """Training checkpoints: the step files of a run (``step-N.pt``, ``last.pt``) and the RNG states that make a resumed
-run bit-identical to an uninterrupted one. Writing and loading safely is :mod:`resnet.io`'s job."""
+run bit-identical to an uninterrupted one. Writing safely is :mod:`resnet.writes`' job, loading
+:mod:`resnet.io`'s."""
 
 from __future__ import annotations
 
@@ -10,29 +11,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError
-from ..io import atomic_write, link_or_copy
+from ..writes import atomic_write, link_or_copy, make_dir, writing
 from ..runs import step_checkpoints
 
 
-class CheckpointWriteError(UserError):
-    """A checkpoint could not be written; the previous one is intact."""
-
-
 def atomic_save(obj: Any, path: Path) -> None:
-    try:
-        atomic_write(path, lambda f: torch.save(obj, f))
-    except OSError as exc:
-        raise CheckpointWriteError(f"could not write checkpoint {path} ({exc.strerror or exc}); the previous "
-                                   f"checkpoint is intact: free disk space and resume from it") from None
+    """``torch.save`` of a checkpoint, atomically; a failure is a WriteError and the previous file is intact."""
+    atomic_write(path, lambda f: torch.save(obj, f), "checkpoint")
 
 
 def point_at(src: Path, dst: Path) -> None:
     """Make ``dst`` (last.pt, best.pt) hold ``src``'s content, atomically."""
-    try:
-        link_or_copy(src, dst)
-    except OSError as exc:
-        raise CheckpointWriteError(f"could not write {dst} ({exc.strerror or exc}); {src} is intact") from None
+    link_or_copy(src, dst, "checkpoint")
+
+
 def rng_state() -> dict:
     """Every RNG a training step can touch: torch (CPU and CUDA), NumPy and Python's ``random``."""
     np_state = np.random.get_state()
@@ -61,10 +53,11 @@ def set_rng_state(state: dict) -> None:
 
 def save_step_checkpoint(ckpt_dir: Path, state: dict, step: int, keep: int) -> Path:
     """Write ``step-N.pt`` and point ``last.pt`` at it; keep the newest ``keep`` step files (at least the new one)."""
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(ckpt_dir, "checkpoint directory")
     path = ckpt_dir / f"step-{step:08d}.pt"
     atomic_save(state, path)
     point_at(path, ckpt_dir / "last.pt")
     for old in step_checkpoints(ckpt_dir)[:-max(keep, 1)]:
-        old.unlink(missing_ok=True)
+        with writing(old, "old checkpoint"):  # (removed once the new one is safe)
+            old.unlink(missing_ok=True)
     return path

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..io import write_text
+from ..writes import OptionalWrites, append_line, writing, write_text
 from ..table import format_table
 
 
@@ -31,13 +31,24 @@ class RunLogger:
     def __init__(self, run_dir: Path, enabled: bool = True):
         self.run_dir, self.enabled = run_dir, enabled
         self.metrics_path, self.steps_path = run_dir / "metrics.jsonl", run_dir / "steps.jsonl"
+        self.optional = OptionalWrites(self.warn)  # TensorBoard's events: a run goes on without them
         self.tb = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:  # tensorboard is optional: `pip install resnet[tensorboard]`
+                return
+            self.tb = self.optional(self._guarded, SummaryWriter, str(run_dir / "tensorboard"))
+
+    def _guarded(self, call, *args):
+        with writing(self.run_dir / "tensorboard", "TensorBoard events"):
+            return call(*args)
+
+    def _tensorboard(self, method: str, *args) -> None:
+        """``SummaryWriter.method(*args)``; the first failure to write is a warning and ends the events."""
+        if self.tb is not None:
+            self.optional(self._guarded, getattr(self.tb, method), *args)
+            if self.optional.failed:
                 self.tb = None
 
     def truncate_after(self, step: int) -> None:
@@ -46,33 +57,29 @@ class RunLogger:
             return
         for path in (self.metrics_path, self.steps_path):
             kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
-            write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+            write_text(path, "".join(json.dumps(r) + "\n" for r in kept), "training log")
 
     def _append(self, path: Path, record: dict) -> None:
-        with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(path, json.dumps(record), "training log")
 
     def log_steps(self, record: dict) -> None:
         if not self.enabled:
             return
         self._append(self.steps_path, record)
-        if self.tb is not None:
-            for key in ("train_loss", "train_error", "lr"):
-                self.tb.add_scalar(f"step/{key}", record[key], record["step"])
+        for key in ("train_loss", "train_error", "lr"):
+            self._tensorboard("add_scalar", f"step/{key}", record[key], record["step"])
 
     def log_epoch(self, record: dict) -> None:
         if not self.enabled:
             return
         self._append(self.metrics_path, record)
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("epoch", "step") and math.isfinite(value):
-                    self.tb.add_scalar(f"epoch/{key}", value, record["epoch"])
-            self.tb.flush()
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key not in ("epoch", "step") and math.isfinite(value):
+                self._tensorboard("add_scalar", f"epoch/{key}", value, record["epoch"])
+        self._tensorboard("flush")
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        self._tensorboard("close")
 
     def print(self, *args) -> None:
         if self.enabled:

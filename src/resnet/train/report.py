@@ -13,10 +13,10 @@ from ..config import Config
 from ..data import DataBundle
 from ..device import cpu_summary
 from ..evaluate import EvalResult
-from ..io import write_json
+from ..writes import OptionalWrites, write_json
 from ..mistakes import Mistake
 from ..plots import plot_confusion, plot_curves  # (at start-up, which a budget measures, rather than in its finish)
-from ..report_page import REPORT, write_report
+from ..report_page import write_report
 from ..weights import ModelCard, save_model
 from .budget import BudgetKeeper
 from .log import final_table, format_duration, read_jsonl, scores
@@ -83,16 +83,18 @@ def machine(device: str) -> str:
 
 
 def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, test: EvalResult, test_name: str,
-                mistakes: list[list[Mistake]], test_loader, say=print) -> None:
+                mistakes: list[list[Mistake]], test_loader, say=print, warn=print) -> None:
     """The run's final files (model, model card, results.json, curves.png, confusion.png, report.html with the
-    final test's ``mistakes``, read back from ``test_loader``) and its last lines."""
+    final test's ``mistakes``, read back from ``test_loader``) and its last lines; ``warn`` tells of a figure or
+    page that could not be written (the run's numbers and weights are written first, and must be)."""
     save_model(model, card, run_dir)
-    write_json(run_dir / "results.json", result)
+    write_json(run_dir / "results.json", result, "results")
     records = read_jsonl(run_dir / "metrics.jsonl")
     title = f"{result['model']} on {result['data']}"
-    plot_curves(records, run_dir / "curves.png", title=title)
-    plot_confusion(test.confusion.numpy(), list(card.classes), run_dir / "confusion.png",
-                   title=f"{title}: top-1 {test.top1:.2f}%")
+    optional = OptionalWrites(warn)
+    optional(plot_curves, records, run_dir / "curves.png", title=title)
+    optional(plot_confusion, test.confusion.numpy(), list(card.classes), run_dir / "confusion.png",
+             title=f"{title}: top-1 {test.top1:.2f}%")
     say("\n" + final_table(records))
     tta = result["test_tta"]
     say(f"\n{test_name} set ({test.count:,} images, {card.weights} weights{'' if tta == 'none' else f', {tta} TTA'}): "
@@ -101,5 +103,5 @@ def write_final(run_dir: Path, model: nn.Module, card: ModelCard, result: dict, 
         b = result["budget"]
         say(f"budget {format_duration(b['seconds'])}: {b['steps']:,} steps (planned {b['planned_steps']:,}), "
             f"{format_duration(b['seconds_used'])} used to the end of the final test")
-    write_report(run_dir, mistakes, test_loader, model, card)
-    say(f"run directory: {run_dir}\nreport page: {run_dir / REPORT}")
+    page = optional(write_report, run_dir, mistakes, test_loader, model, card)
+    say(f"run directory: {run_dir}" + (f"\nreport page: {page}" if page else ""))

@@ -12,6 +12,7 @@ from torch import nn
 from ..config import Config, save_config, to_dict
 from ..errors import UserError
 from ..io import save_safetensors
+from ..writes import make_dir, writing
 from ..weights import ModelCard, load_into
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .run_state import RunState
@@ -26,20 +27,26 @@ def claim_run_dir(cfg: Config, restarted: bool) -> Path:
     if not cfg.out:
         return default_run_dir(cfg)
     run_dir = Path(cfg.out)
-    taken = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    taken = run_dir.exists() and (not run_dir.is_dir() or any(not _empty_dir(p) for p in run_dir.iterdir()))
     if taken and not restarted:
         raise UserError(f"{run_dir} already holds a run; continue it with --resume auto, or choose another --out")
     return run_dir
 
 
+def _empty_dir(path: Path) -> bool:
+    """An empty folder (what a run leaves when it could not write its config.yaml): no run to protect."""
+    return path.is_dir() and not any(path.iterdir())
+
+
 def open_run_dir(run_dir: Path, cfg: Config) -> None:
     """Make the directory, keep the user's config as first asked (a resumed run keeps its file), and drop the
     temporary files of writes a kill cut short."""
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir / "checkpoints", "run directory")
     if not (run_dir / "config.yaml").is_file():
         save_config(cfg, run_dir / "config.yaml")
     for stale in (run_dir / "checkpoints").glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
+        with writing(stale, "unfinished checkpoint"):
+            stale.unlink(missing_ok=True)
 
 
 def checkpoint(model: nn.Module, optimizer, scheduler, scaler, ema, cfg: Config, card: ModelCard,
@@ -71,7 +78,7 @@ def write_checkpoint(run_dir: Path, state: dict, run: RunState, keep: int, best:
 def write_snapshot(run_dir: Path, model: nn.Module, epoch: int, step: int) -> None:
     """``snapshots/epoch-N.safetensors``: weights kept for good (never pruned like step checkpoints)."""
     save_safetensors(model.state_dict(), run_dir / "snapshots" / f"epoch-{epoch}.safetensors",
-                     {"epoch": str(epoch), "step": str(step)})
+                     {"epoch": str(epoch), "step": str(step)}, "snapshot")
 
 
 def saved_run_state(ckpt: dict) -> dict:

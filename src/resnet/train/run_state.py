@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json
+from ..writes import write_json
 from ..runs import RUN_FILE
 
 
@@ -43,4 +43,4 @@ class RunState:
         return asdict(self)
 
     def save(self, run_dir: Path) -> None:
-        write_json(Path(run_dir) / RUN_FILE, self.to_dict())
+        write_json(Path(run_dir) / RUN_FILE, self.to_dict(), "run state")

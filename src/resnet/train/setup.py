@@ -31,6 +31,11 @@ def default_run_dir(cfg: Config) -> Path:
     return candidate
 
 
+def planned_run_dir(cfg: Config) -> Path:
+    """Where a new run of ``cfg`` will write: ``--out``, else the :func:`default_run_dir` free now."""
+    return Path(cfg.out) if cfg.out else default_run_dir(cfg)
+
+
 def build_model(cfg: Config, data: DataBundle) -> nn.Module:
     """The recipe's model, with classes and input channels taken from the data (and checked against the recipe)."""
     kwargs = dict(cfg.model.kwargs)

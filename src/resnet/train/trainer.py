@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -21,9 +23,10 @@ from ..config import Config, parse_duration, resume_changes
 from ..data import build_data
 from ..device import resolve_device, resolve_precision, synchronize
 from ..errors import UserError
+from ..writes import WriteError
 from ..evaluate import EvalResult, black_level, evaluate
 from ..mistakes import MistakeCollector
-from ..runs import latest_valid_checkpoint, resume_checkpoint, resume_run_dir, saved_config_file
+from ..runs import FoundCheckpoint, latest_valid_checkpoint, resume_checkpoint, resume_run_dir, saved_config_file
 from . import distributed as dist
 from .budget import BudgetKeeper, plan_run, time_the_run
 from .checkpoint import rng_state, set_rng_state
@@ -39,7 +42,8 @@ from .report import RunResult, banner, results, write_final
 from .run_files import (checkpoint, claim_run_dir, open_run_dir, restore, saved_run_state, write_checkpoint,
                         write_snapshot)
 from .run_state import RunState
-from .setup import configure_torch, make_card, make_context, model_for, wrap_for_training
+from .setup import configure_torch, make_card, make_context, model_for, planned_run_dir, wrap_for_training
+from .space import check_space
 from .stop import StopFlag
 
 
@@ -57,13 +61,16 @@ class Trainer:
         self._agree = partial(dist.broadcast_floats, device=self.device)  # rank 0's numbers, on every process
 
         found = resume_checkpoint(resume, cfg.out) if resume is not None else None
-        ckpt_path, ckpt = found or (None, None)
+        ckpt_path, ckpt = (found.path, found.content) if found else (None, None)
         saved = saved_run_state(ckpt) if ckpt is not None else {}
         torch.manual_seed(cfg.seed)
         self.data = build_data(cfg.data, cfg.batch_size, cfg.seed, self.device, self.env.rank, self.env.world,
                                cfg.channels_last, in_chans=int(cfg.model.kwargs.get("in_chans", 3)), log=self._say)
         self.model, self.init_note = model_for(cfg, self.data, self.device, self.env, fresh=ckpt is None)
         self.card = make_card(cfg, self.data)
+        if self.env.is_main:  # a disk too small for the run is found now, before any time is spent on it
+            check_space(resume_run_dir(resume, cfg.out) if resume is not None else planned_run_dir(cfg), cfg,
+                        self.model)
         self.probe = probe_run(self.model, *next(iter(self.data.train.epoch(0))), cfg.batch_size,
                                self.data.input_size, self.device, self.precision,
                                timed=cfg.budget is not None and not saved.get("budget"))
@@ -106,20 +113,21 @@ class Trainer:
 
         if resume is not None:
             self.state.run_dir = str(resume_run_dir(resume, cfg.out))
-            self._continue(resume, ckpt, ckpt_path)
+            self._continue(resume, found)
         else:
             self.state.run_dir = str(claim_run_dir(cfg, restarted=dist.elastic_restart()))
         self.run_dir = Path(self.state.run_dir)
-        dist.barrier()
-        if self.env.is_main:
-            open_run_dir(self.run_dir, cfg)
-            self.state.save(self.run_dir)
-        dist.barrier()
-        self.logger = RunLogger(self.run_dir, enabled=self.env.is_main)
-        if resume is not None:
-            self.logger.truncate_after(self.ctx.step)
-        self.stop = StopFlag(self._say)
         self.last_checkpoint: Path | None = ckpt_path
+        dist.barrier()
+        with self._run_files():
+            if self.env.is_main:
+                open_run_dir(self.run_dir, cfg)
+                self.state.save(self.run_dir)
+            self.logger = RunLogger(self.run_dir, enabled=self.env.is_main)
+            if resume is not None:
+                self.logger.truncate_after(self.ctx.step)
+        dist.barrier()
+        self.stop = StopFlag(self._say)
         self._test_result: EvalResult | None = None  # the final test, when the last epoch's evaluation was it
         self._mistakes: MistakeCollector | None = None  # gathered by the final test, for the report page
         self._t0, self._before = time.perf_counter(), self.state.train_seconds  # training time: from run() on
@@ -163,9 +171,12 @@ class Trainer:
         bn_s = eval_s * self.bn_sample.size / self.data.eval_loader.size if self.bn_sample else 0.0
         return step_s, eval_s + bn_s, test_s + bn_s
 
-    def _continue(self, resume, ckpt: dict | None, path: Path | None) -> None:
+    def _continue(self, resume, found: FoundCheckpoint) -> None:
         """A resumed run: its checkpoint's state, and the config changes this resume asked for kept in run.json."""
         self.state.changes = resume_changes(saved_config_file(resume, self.cfg.out), self.cfg)
+        if found.skipped:
+            self._say(f"{found.skipped_note()} in {self.state.run_dir}")
+        path, ckpt = found.path, found.content
         if ckpt is None:
             self._say(f"{self.state.run_dir} has no valid checkpoint yet: starting the run again from step 0")
             return
@@ -191,11 +202,24 @@ class Trainer:
         if self.ctx.step == 0:
             self._snapshot(0)
         try:
-            with self.stop:
+            with self.stop, self._run_files():
                 self._train()
         except NonFiniteLoss as exc:
             raise UserError(exc.advice(self.last_checkpoint)) from None
-        return self._finish()
+        with self._run_files():
+            return self._finish()
+
+    @contextmanager
+    def _run_files(self) -> Iterator[None]:
+        """A failed write of the run's own files ends the run at once, saying how to continue it."""
+        try:
+            yield
+        except WriteError as exc:
+            if not (self.run_dir / "config.yaml").is_file():  # nothing of the run was written: it can start again
+                raise exc.then("run the same command again") from None
+            intact = latest_valid_checkpoint(self.run_dir)  # (what --resume auto will take)
+            kept = f" from {intact}, which is intact" if intact else ""
+            raise exc.then(f"continue with `resnet train --resume auto --out {self.run_dir}`{kept}") from None
 
     def _train(self) -> None:
         """Per-step numbers stay on the device; they are read, checked for non-finite values and written every
@@ -306,7 +330,7 @@ class Trainer:
                          bn_images=self.bn_sample.size if self.bn_sample else 0)
         if self.env.is_main:
             write_final(self.run_dir, self._eval_model(), self.card, result, test, self.data.test_name, mistakes,
-                        self.data.test, self._say)
+                        self.data.test, self._say, self.logger.warn)
             self.state.save(self.run_dir)
         self.logger.close()
         dist.barrier()

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import UserError
 from ..io import first_line
+from ..writes import WriteError, writing
 
 OFFLINE_ENV = ("RESNET_OFFLINE", "HF_HUB_OFFLINE")  # set (to 1): never try the network, use the caches only
 
@@ -84,8 +85,11 @@ def fetch_url(url: str, label: str) -> Path:
         raise not_available(label, url, path, why)
     hashed = torch.hub.HASH_REGEX.search(path.name)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), hashed.group(1) if hashed else None, progress=True)
+        with writing(path, "download", disk_only=True):  # (a full or read-only cache; network errors pass on to the lines below)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), hashed.group(1) if hashed else None, progress=True)
+    except WriteError:
+        raise
     except RuntimeError as exc:
         if "hash" in str(exc).lower():
             raise UserError(f"the download of {url} does not match its hash (a damaged transfer?); run again, or "

@@ -10,7 +10,8 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import UserError
-from ..io import save_safetensors, write_text
+from ..io import save_safetensors
+from ..writes import write_text
 from ..models import create_model
 
 
@@ -44,7 +45,7 @@ def save_model(model: nn.Module, card: ModelCard, directory: Path, stem: str = "
     """Write ``stem.safetensors`` and ``stem.json`` into ``directory`` (atomically each)."""
     path = save_safetensors(model.state_dict(), Path(directory) / f"{stem}.safetensors",
                             metadata={"architecture": card.architecture, "format": "pt"})
-    write_text(Path(directory) / f"{stem}.json", card.to_json())
+    write_text(Path(directory) / f"{stem}.json", card.to_json(), "model card")
     return path
 
 
