@@ -291,6 +291,21 @@ def test_figure_6_of_residual_nets_alone_has_one_panel(tmp_path):
     assert one[0] < two[0] * 0.6 and one[1] == two[1]
 
 
+def test_figure_7_turns_logarithmic_when_one_net_responds_far_more_than_another(tmp_path, monkeypatch):
+    """An untrained plain-110's responses reach thousands while the others stay near 1: on a linear axis the others
+    would lie flat at 0, so the axis is logarithmic (and stays linear for responses of one order of magnitude)."""
+    from resnet import plots
+
+    scales = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: scales.append([ax.get_yscale() for ax in fig.axes]))
+    near = {"resnet20": {"kind": "resnet", "depth": 20, "std": [1.0, 0.9, 1.1]},
+            "plain20": {"kind": "plain", "depth": 20, "std": [1.2, 1.0, 0.8]}}
+    plots.plot_responses(near, tmp_path / "near.png")
+    plots.plot_responses({**near, "plain110": {"kind": "plain", "depth": 110, "std": [4000.0, 90.0, 1.3]}},
+                         tmp_path / "far.png")
+    assert scales == [["linear", "linear"], ["log", "log"]]
+
+
 def test_paper_profile_uses_the_paper_recipe_of_each_depth(tmp_path):
     specs = {s.net: s.cfg for s in plan("paper", tmp_path, depths=[20, 110])}
     assert specs["plain20"].recipe == "cifar10-resnet20-paper" and specs["plain20"].schedule.warmup_iters == 0

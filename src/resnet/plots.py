@@ -146,12 +146,18 @@ def plot_responses(nets: dict[str, dict], path: Path, title: str = "") -> None:
     colours = _depth_colours(n["depth"] for n in nets.values())
     fig, axes = plt.subplots(2, 1, figsize=(9, 7))
     ordered = sorted(nets.values(), key=lambda n: (n["kind"] != "plain", n["depth"]))
+    values = [v for n in nets.values() for v in n["std"] if v > 0]
+    # One net's responses can be 1,000x another's (an untrained plain-110): a log axis keeps every curve readable.
+    logarithmic = bool(values) and max(values) / min(values) > 30
     for ax, sort in zip(axes, (False, True)):
         for net in ordered:
             std = sorted(net["std"], reverse=True) if sort else net["std"]
             ax.plot(range(1, len(std) + 1), std, color=colours[net["depth"]], lw=1.4, **_net_style(net))
         ax.set_xlabel("layer index (sorted by magnitude)" if sort else "layer index (original)")
-        ax.set_ylabel("std")
+        ax.set_ylabel("std (log scale)" if logarithmic else "std")
+        if logarithmic:
+            ax.set_yscale("log")
+            _label_log_axis(ax.yaxis, min(values), max(values))
         ax.grid(alpha=0.3)
     axes[0].legend(ncol=2, fontsize=8)
     if title:
