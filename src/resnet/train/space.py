@@ -50,7 +50,8 @@ def check_space(run_dir: Path, cfg: Config, model: nn.Module) -> RunSize:
     there = step_checkpoints(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else []
     need = size.total - min(len(there), size.checkpoints - 1) * size.checkpoint
     if free is not None and free < need:
-        snapshots = f", {len(cfg.snapshot_epochs)} snapshots" if cfg.snapshot_epochs else ""
+        n = len(cfg.snapshot_epochs)
+        snapshots = f", {n} snapshot{'s' if n > 1 else ''}" if n else ""
         raise UserError(f"{run_dir} is on a disk with {human_bytes(free)} free, but this run writes about "
                         f"{human_bytes(need)} there ({size.checkpoints} checkpoints of {human_bytes(size.checkpoint)} "
                         f"at once{snapshots}, the final model and its report); free some space, choose another "
