@@ -52,13 +52,13 @@ class WriteError(UserError):
     """A file could not be written; what was at ``path`` before is intact. The message is one sentence; ``then``
     adds the next step a command knows (how to continue a run)."""
 
-    def __init__(self, message: str, path: Path, code: int | None, then: str | None = None):
+    def __init__(self, message: str, path: Path, then: str | None = None):
         super().__init__(message if then is None else f"{message}, then {then}")
-        self.base, self.path, self.code = message, path, code
+        self.base, self.path = message, path
 
     def then(self, next_step: str) -> WriteError:
         """This error with ``next_step`` after what to do (", then continue with ..."), in place of any before."""
-        return WriteError(self.base, self.path, self.code, next_step)
+        return WriteError(self.base, self.path, next_step)
 
 
 def human_bytes(n: float) -> str:
@@ -108,13 +108,12 @@ def write_error(path: Path, what: str, error: OSError) -> WriteError:
     """The sentence for ``error`` while writing ``what`` at ``path``."""
     code = error.errno
     reason = REASONS.get(code) or (error.strerror or str(error)).strip().rstrip(".")
-    if code is None and (free := free_bytes(path)) is not None and free < 1 << 20:
-        code, reason = errno.ENOSPC, f"the disk is full ({reason})"  # a native writer that named no errno
     free = free_bytes(path) if code in (errno.ENOSPC, errno.EDQUOT, None) else None
+    if code is None and free is not None and free < 1 << 20:
+        code, reason = errno.ENOSPC, f"the disk is full ({reason})"  # a native writer that named no errno
     room = f" ({human_bytes(free)} free there)" if free is not None else ""
     advice = ADVICE.get(code, "check that place or write somewhere else")
-    return WriteError(f"could not write {what} {path}: {reason}{room}; nothing there was changed: {advice}",
-                      path, code)
+    return WriteError(f"could not write {what} {path}: {reason}{room}; nothing there was changed: {advice}", path)
 
 
 @contextmanager
@@ -164,25 +163,33 @@ def _sync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _replace(path: Path, tmp: Path, write_to: Callable[[Path], Any], what: str,
+             parts: Callable[[Path], list[Path]]) -> Path:
+    """``write_to(tmp)``, then every file of ``parts(tmp)`` fsynced and renamed over its twin in ``parts(path)``, in
+    that order; on any failure the temporary files are removed and the old ones stay."""
+    with writing(path, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_to(tmp)
+            for part in parts(tmp):
+                _written(part, 0)
+                _sync(part)
+            for part, target in zip(parts(tmp), parts(path)):
+                os.replace(part, target)
+        finally:
+            for part in parts(tmp):  # (none is left after the renames)
+                part.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return path
+
+
 def atomic_replace(path: str | Path, write_to: Callable[[Path], Any], what: str = "file") -> Path:
     """Call ``write_to(tmp)`` with a temporary path beside ``path``, fsync the file, then rename it over ``path``.
     On any failure the temporary file is removed and ``path`` keeps its previous content; a failure of the file
     system is a :class:`WriteError` naming ``what``. For writers that take a path (exporters, quantizers,
     safetensors, figures); :func:`atomic_write` is the same for writers of an open file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with writing(path, what):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            write_to(tmp)
-            _written(tmp, 0)
-            _sync(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    fsync_dir(path.parent)
-    return path
+    return _replace(path, path.with_name(f".{path.name}.tmp-{os.getpid()}"), write_to, what, lambda p: [p])
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any], what: str = "file") -> Path:
@@ -240,21 +247,8 @@ def link_or_copy(src: Path, dst: Path, what: str = "file") -> None:
 def replace_pair(path: Path, write_to: Callable[[Path], Any], other: Callable[[Path], Path], what: str) -> Path:
     """:func:`atomic_replace` for a format of two files (OpenVINO's .xml and the .bin that ``other`` names): both
     are written under temporary names, then the second file and ``path`` are renamed over the old pair."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    with writing(path, what):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            write_to(tmp)
-            for part in (other(tmp), tmp):
-                _written(part, 0)
-                _sync(part)
-            os.replace(other(tmp), other(path))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-            other(tmp).unlink(missing_ok=True)
-    fsync_dir(path.parent)
-    return path
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # (the writer reads the suffix)
+    return _replace(path, tmp, write_to, what, lambda p: [other(p), p])
 
 
 def save_figure(fig, path: str | Path, dpi: int, what: str = "figure") -> Path:
