@@ -19,8 +19,7 @@ from resnet.config import load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
 from resnet.train.budget import (EVAL_MARGIN, FINISH_SECONDS, FIT_SECONDS, MIN_STEPS, SAFETY, BudgetKeeper, Stretch,
-                                 closing_seconds, plan_budget, seconds_per_step, seconds_to_end,
-                                 steps_that_fit)
+                                 Timings, plan_budget)
 from resnet.train.timing import process_start
 from resnet.train.optim import build_scheduler
 
@@ -58,44 +57,50 @@ def test_durations():
             parse_duration(bad)
 
 
+def timings(steps_per_epoch: int, eval_every: int = 1, last_eval: bool = True, step_s: float = 0.1,
+            eval_s: float = 4.0, test_s: float = 6.0) -> Timings:
+    return Timings(steps_per_epoch, eval_every, last_eval, step_s, eval_s, test_s)
+
+
 def test_steps_that_fit_count_evaluations_test_and_finish():
     # 100 steps per epoch, evaluated every 2 epochs: 0.1 s per step + 4 s / 200 steps = 0.12 s per step on average.
-    assert seconds_per_step(0.1, 4.0, 100, 2) == pytest.approx(0.12)
+    t = timings(100, 2)
+    assert t.per_step() == pytest.approx(0.12)
     # 1,200 steps: evaluations at steps 200, 400, ..., 1000 on the way, then the closing: the last evaluation (at
     # 1,200) and the test, each with its margin, and the finish
     room = 1200 * 0.1 + 5 * 4.0 + (4.0 + 6.0) * (1 + EVAL_MARGIN) + FINISH_SECONDS
-    assert seconds_to_end(0, 1200, 0.1, 4.0, 6.0, 100, 2) == pytest.approx(room)
-    assert steps_that_fit(room, 0.1, 4.0, 6.0, 100, 2) == 1200
-    assert steps_that_fit(room - 0.01, 0.1, 4.0, 6.0, 100, 2) == 1199
+    assert t.to_end(0, 1200) == pytest.approx(room)
+    assert t.steps_that_fit(room) == 1200
+    assert t.steps_that_fit(room - 0.01) == 1199
     # from step 1,000 (its evaluation done), 200 more steps take the closing's time and theirs only
-    assert steps_that_fit(200 * 0.1 + (4.0 + 6.0) * (1 + EVAL_MARGIN) + FINISH_SECONDS, 0.1, 4.0, 6.0, 100, 2,
-                          step=1000) == 200
+    assert t.steps_that_fit(200 * 0.1 + (4.0 + 6.0) * (1 + EVAL_MARGIN) + FINISH_SECONDS, step=1000) == 200
     # when the last evaluation is the final test, only the test closes the run
-    assert seconds_to_end(0, 50, 0.1, 4.0, 6.0, 100, 1, last_eval=False) == pytest.approx(
-        5.0 + 6.0 * (1 + EVAL_MARGIN) + FINISH_SECONDS)
+    assert timings(100, last_eval=False).to_end(0, 50) == pytest.approx(5.0 + 6.0 * (1 + EVAL_MARGIN) + FINISH_SECONDS)
+    # the finish is what it is said to be (the keeper scales it with the machine's speed)
+    assert Timings(100, 1, False, 0.1, 4.0, 6.0, finish_s=6.0).to_end(0, 50) == pytest.approx(5.0 + 6.0 * 1.15 + 6.0)
 
 
 def test_plan_holds_back_the_safety_share_and_the_start_up():
-    plan = plan_budget(600.0, 20.0, 0.1, 4.0, 6.0, 100, 1, "10m")
+    plan = plan_budget(600.0, 20.0, timings(100), "10m")
     room = 600 * (1 - SAFETY) - 20
-    assert plan.steps == steps_that_fit(room, 0.1, 4.0, 6.0, 100, 1)
-    assert (plan.step_seconds, plan.eval_seconds, plan.test_seconds, plan.startup_seconds) == (0.1, 4.0, 6.0, 20.0)
+    assert plan.steps == timings(100).steps_that_fit(room)
+    assert (plan.timings, plan.startup_seconds) == (timings(100), 20.0)
 
 
 def test_too_short_a_budget_names_the_least_that_works():
     with pytest.raises(UserError) as err:
-        plan_budget(20.0, 10.0, 0.1, 4.0, 6.0, 469, 1, "20s")
+        plan_budget(20.0, 10.0, timings(469), "20s")
     message = str(err.value)
     assert message.startswith("a budget of 20s leaves room for ") and "\n" not in message
     least = int(message.split("use --budget ")[1].split("s or more")[0])
-    assert plan_budget(least, 10.0, 0.1, 4.0, 6.0, 469, 1, f"{least}s").steps >= MIN_STEPS  # and that one works
-    assert least - 10 < (10 + closing_seconds(4.0, 6.0) + MIN_STEPS * seconds_per_step(0.1, 4.0, 469, 1)) / (1 - SAFETY)
+    assert plan_budget(least, 10.0, timings(469), f"{least}s").steps >= MIN_STEPS  # and that one works
+    assert least - 10 < (10 + timings(469).closing() + MIN_STEPS * timings(469).per_step()) / (1 - SAFETY)
 
 
 def test_a_budget_shorter_than_an_epoch_plans_the_steps_that_fit():
-    plan = plan_budget(60.0, 10.0, 0.1, 4.0, 6.0, 469, 1, "60s")
+    plan = plan_budget(60.0, 10.0, timings(469), "60s")
     assert MIN_STEPS <= plan.steps < 469
-    assert plan.steps == steps_that_fit(60 * (1 - SAFETY) - 10, 0.1, 4.0, 6.0, 469, 1)
+    assert plan.steps == timings(469).steps_that_fit(60 * (1 - SAFETY) - 10)
 
 
 # ------------------------------------------------------------------------- the keeper on a simulated clock (rule 2)
@@ -120,9 +125,9 @@ def simulate(step_s, eval_s: float = 4.0, test_s: float = 6.0, budget_s: float =
     epoch end as the trainer does. Returns the keeper, the budget's seconds used to the end of the final test, and
     every end the keeper gave."""
     clock = Clock()
-    plan = plan_budget(budget_s, 20.0, plan_step_s, planned_eval_s, planned_test_s, steps_per_epoch, 1, "budget",
-                       last_eval=last_eval)
-    keeper, ends, step = BudgetKeeper(budget_s, plan, steps_per_epoch, 1, clock=clock), [], 0
+    plan = plan_budget(budget_s, 20.0, timings(steps_per_epoch, 1, last_eval, plan_step_s, planned_eval_s,
+                                               planned_test_s), "budget")
+    keeper, ends, step = BudgetKeeper(budget_s, plan, clock=clock), [], 0
     stretch = keeper.stretched(Stretch(torch.optim.lr_scheduler.LambdaLR(
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), lambda _: 1.0), plan.steps))
     assert stretch is keeper.stretch
@@ -136,9 +141,9 @@ def simulate(step_s, eval_s: float = 4.0, test_s: float = 6.0, budget_s: float =
         elif step % steps_per_epoch == 0:
             clock.now += eval_s
             keeper.evaluated(eval_s)
-            ends.append(keeper.end_at(step))
+            ends.append(keeper.fit_end(step))
         elif step % keeper.fit_every(log_every) == 0:
-            ends.append(keeper.end_at(step))
+            ends.append(keeper.fit_end(step))
     used = keeper.spent() + test_s + 1.8  # the final test, then the finish (1.8 s measured)
     return keeper, used, ends
 
@@ -191,17 +196,19 @@ def test_a_slower_evaluation_than_planned_moves_the_end_earlier():
 
 def test_the_keeper_state_round_trips_and_a_new_budget_moves_the_end():
     clock = Clock()
-    plan = plan_budget(600.0, 20.0, 0.1, 4.0, 6.0, 500, 1, "10m")
-    keeper = BudgetKeeper(600.0, plan, 500, 1, clock=clock)
+    plan = plan_budget(600.0, 20.0, timings(500), "10m")
+    keeper = BudgetKeeper(600.0, plan, clock=clock)
     clock.now = 100.0
-    keeper.end_at(800)
+    keeper.fit_end(800)
     state = json.loads(json.dumps(keeper.state_dict()))  # what a checkpoint and run.json keep
     later = Clock()
-    again = BudgetKeeper.from_state(state, 600.0, 500, 1, step=800, clock=later)
+    shape = timings(500, step_s=0.0, eval_s=0.0, test_s=0.0)  # a resume's timings come from its checkpoint
+    again = BudgetKeeper.from_state(state, 600.0, shape, step=800, clock=later)
     assert (again.end, again.step_seconds, again.spent()) == (keeper.end, keeper.step_seconds, keeper.spent())
-    longer = BudgetKeeper.from_state(state, 1200.0, 500, 1, step=800, clock=later)
+    assert again.plan == keeper.plan
+    longer = BudgetKeeper.from_state(state, 1200.0, shape, step=800, clock=later)
     later.now = 80.0
-    assert longer.end_at(1600) > keeper.end
+    assert longer.fit_end(1600) > keeper.end
 
 
 def schedule(steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -219,7 +226,7 @@ def test_stretch_follows_the_schedule_then_compresses_it_without_a_jump():
         stretched.step()
         assert stretched.get_last_lr() == plain.get_last_lr()
     assert stretched.get_last_lr() == [pytest.approx(0.6)]  # linear: 1 - 4/10
-    stretched.end_at(4, 7)  # the rest of the schedule (positions 4..10) in 3 steps: 2 positions per step
+    stretched.finish_at(4, 7)  # the rest of the schedule (positions 4..10) in 3 steps: 2 positions per step
     seen = []
     for _ in range(3):
         stretched.step()
@@ -249,16 +256,16 @@ def test_a_budget_run_plans_from_measured_speed_and_ends_its_schedule_there(tmp_
     assert "budget_plan" not in (out / "config.yaml").read_text()  # the config is what the user asked for
     keeper = json.loads((out / "run.json").read_text())["budget"]
     plan = keeper["plan"]
-    assert plan["steps"] >= 16 and plan["step_seconds"] > 0 and plan["test_seconds"] > 0
+    t = Timings(**plan["timings"])
+    assert plan["steps"] >= 16 and t.step_s > 0 and t.test_s > 0
     assert plan["startup_seconds"] > 0 and 0 < plan["probe_seconds"] <= 0.05 * 15 + 3
     assert f"budget 0:15: {plan['steps']:,} steps" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == keeper["end"] and results["budget"]["seconds"] == 15
     assert results["budget"]["seconds_used"] <= 15 + 2  # the whole command is timed in the benchmark, not here
     # the first plan's own arithmetic fits the budget (the last evaluation is the final test: last_eval is false)
-    every = load_config(None, resume=out).eval_every
-    assert plan["startup_seconds"] + seconds_to_end(0, plan["steps"], plan["step_seconds"], plan["eval_seconds"],
-                                                    plan["test_seconds"], 16, every, plan["last_eval"]) <= 15 * (1 - SAFETY)
+    assert (t.steps_per_epoch, t.eval_every, t.last_eval) == (16, load_config(None, resume=out).eval_every, False)
+    assert plan["startup_seconds"] + t.to_end(0, plan["steps"]) <= 15 * (1 - SAFETY)
     # the lr schedule, built for the plan, was stretched or compressed to end at the run's last step
     assert_schedule_ends_at_the_last_step(out, results["steps"], plan["steps"])
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from resnet.config import (DEFAULT_RECIPE, FOLDER_FINETUNE_RECIPE, FOLDER_PHOTO_RECIPE, LOAD_STEPS, Request,
+                           apply_overrides, apply_sets, config_from_dict, drop_other_datasets_fields,
+                           evaluate_at_the_asked_size, follow_the_folder, length_asked_first, list_recipes,
+                           load_config, pin_lr_batch_size, read_base, read_recipe, save_config, to_dict)
 from resnet.errors import UserError
-from resnet.config import list_recipes, load_config, read_recipe, save_config, config_from_dict, to_dict
+
+from .test_folder_defaults import write_rgb_photos, write_small_gray
 
 RECIPES = ["fashion-mnist-resnet14", "fashion-mnist-resnet20", "fashion-mnist-resnet20-long",
            "cifar10-resnet20-paper", "cifar10-resnet32-paper", "cifar10-resnet44-paper", "cifar10-resnet56-paper",
@@ -147,3 +152,104 @@ def test_changes_name_the_dotted_keys_that_differ():
     assert changes(first, now) == {"iterations": 300, "budget": None, "optim.lr": 0.05,
                                    "model.kwargs": {"shortcut": "B"}}
     assert changes(first, first) == {}
+
+
+# ------------------------------------------------------------------------ load_config's steps, one at a time
+
+
+def request(data: dict | None = None, recipe=None, overrides=None, sets=(), resume=None, recipe_data=None):
+    return Request(recipe, dict(overrides or {}), list(sets), resume, data=data or {}, recipe_data=recipe_data or {})
+
+
+def test_load_steps_are_the_documented_order():
+    assert [step.__name__ for step in LOAD_STEPS] == [
+        "read_base", "pin_lr_batch_size", "apply_overrides", "length_asked_first", "apply_sets",
+        "drop_other_datasets_fields", "follow_the_folder", "evaluate_at_the_asked_size"]
+
+
+def test_read_base_takes_the_recipe_asked_or_the_default_and_keeps_its_data_section():
+    r = request(recipe="fashion-mnist-resnet20")
+    read_base(r)
+    assert r.data["model"]["name"] == "resnet20" and r.recipe_data == r.data["data"]
+    r = request()
+    read_base(r)
+    assert r.data == read_recipe(DEFAULT_RECIPE)
+    with pytest.raises(UserError, match="drop --config"):
+        read_base(request(recipe="fashion-mnist-resnet20", resume="somewhere"))
+
+
+def test_read_base_picks_the_folder_recipes_by_weights_and_image_size(tmp_path):
+    write_rgb_photos(tmp_path / "photos")
+    r = request(overrides={"data.name": f"imagefolder:{tmp_path / 'photos'}"})
+    read_base(r)
+    assert r.data == read_recipe(FOLDER_PHOTO_RECIPE)
+    r = request(overrides={"data.name": f"imagefolder:{tmp_path / 'photos'}", "pretrained": "w.safetensors"})
+    read_base(r)
+    assert r.data == read_recipe(FOLDER_FINETUNE_RECIPE)
+
+
+def test_pin_lr_batch_size_keeps_the_recipes_batch_unless_set():
+    r = request({"batch_size": 64, "optim": {"lr": 0.1}})
+    pin_lr_batch_size(r)
+    assert r.data["optim"]["lr_batch_size"] == 64
+    r = request({"optim": {"lr": 0.1, "lr_batch_size": 256}})
+    pin_lr_batch_size(r)
+    assert r.data["optim"]["lr_batch_size"] == 256
+
+
+def test_overrides_then_sets_and_sets_win():
+    r = request({"optim": {"lr": 0.1}}, overrides={"optim.lr": 0.2, "seed": 3}, sets=[("optim.lr", 0.3)])
+    apply_overrides(r)
+    assert (r.data["optim"]["lr"], r.data["seed"]) == (0.2, 3)
+    apply_sets(r)
+    assert r.data["optim"]["lr"] == 0.3 and r.asked == {"optim.lr": 0.3, "seed": 3}
+
+
+def test_a_length_asked_for_clears_the_recipes_own():
+    r = request({"budget": "10m", "max_epochs": 30, "epochs": 5}, overrides={"iterations": 100})
+    length_asked_first(r)
+    assert (r.data["budget"], r.data["max_epochs"], r.data["epochs"]) == (None, None, 5)
+    r = request({"budget": "10m", "max_epochs": 30}, overrides={"seed": 1})
+    length_asked_first(r)
+    assert (r.data["budget"], r.data["max_epochs"]) == ("10m", 30)
+
+
+def test_another_data_set_drops_the_recipes_per_data_set_fields_unless_given():
+    own = {"name": "fashion-mnist", "val_split": 5000, "image_size": 28}
+    r = request({"data": {**own, "name": "cifar10"}}, recipe_data=own)
+    drop_other_datasets_fields(r)
+    assert "val_split" not in r.data["data"] and r.data["data"]["name"] == "cifar10"
+    r = request({"data": {**own, "name": "cifar10", "val_split": 100}}, sets=[("data.val_split", 100)],
+                recipe_data=own)
+    drop_other_datasets_fields(r)
+    assert r.data["data"]["val_split"] == 100
+    r = request({"data": dict(own)}, recipe_data=own)  # the recipe's own data set: nothing dropped
+    drop_other_datasets_fields(r)
+    assert r.data["data"] == own
+
+
+def test_follow_the_folder_fills_what_no_one_set_and_says_why(tmp_path):
+    write_small_gray(tmp_path / "grey")
+    name = f"imagefolder:{tmp_path / 'grey'}"
+    r = request(overrides={"data.name": name, "seed": 1})
+    read_base(r)
+    apply_overrides(r)
+    follow_the_folder(r)
+    assert r.chosen and r.data["chosen"] and all(key != "seed" for key in r.chosen)
+    r = request(read_recipe(DEFAULT_RECIPE))  # a named data set: nothing to follow
+    follow_the_folder(r)
+    assert r.chosen == {} and "chosen" not in r.data
+
+
+def test_an_image_size_asked_for_moves_the_evaluation_resize():
+    own = {"image_size": 224, "eval_resize": 256}
+    r = request({"data": {"image_size": 128, "eval_resize": 256}}, overrides={"data.image_size": 128}, recipe_data=own)
+    evaluate_at_the_asked_size(r)
+    assert r.data["data"]["eval_resize"] == round(128 * 256 / 224)  # a photo: the recipe's proportion
+    r = request({"data": {"image_size": 32, "eval_resize": 256}}, overrides={"data.image_size": 32}, recipe_data=own)
+    evaluate_at_the_asked_size(r)
+    assert r.data["data"]["eval_resize"] == 32  # small images: whole, at the size trained
+    r = request({"data": {"image_size": 128, "eval_resize": 300}},
+                overrides={"data.image_size": 128, "data.eval_resize": 300}, recipe_data=own)
+    evaluate_at_the_asked_size(r)
+    assert r.data["data"]["eval_resize"] == 300  # asked for too: kept

@@ -10,8 +10,8 @@ import pytest
 
 from resnet.config import load_config
 from resnet.train import train
-from resnet.train import trainer as trainer_module
-from resnet.train.budget import BudgetKeeper, BudgetPlan
+from resnet.train import assembly as assembly_module
+from resnet.train.budget import BudgetKeeper, BudgetPlan, Timings
 from resnet.train.resolution import MIN_EPOCHS, MIN_SHARE, fit_resolution, train_size_for
 
 from .test_folder_defaults import write_rgb_photos
@@ -27,19 +27,19 @@ def planner(sizes: list[int], steps_at: dict[int, int], max_steps: int | None = 
     """A plan() whose steps depend on the current size (the last one set), as timing at that size would give."""
     def plan() -> BudgetKeeper:
         steps = min(steps_at[sizes[-1]], max_steps or 10**9)
-        return BudgetKeeper(60.0, BudgetPlan(steps, 0.1, 0.1, 0.1, 1.0, max_steps=max_steps), 10, 1)
+        return BudgetKeeper(60.0, BudgetPlan(steps, Timings(10, 1, True, 0.1, 0.1, 0.1), 1.0, max_steps=max_steps))
     return plan
 
 
 def test_planning_again_at_the_chosen_size_and_saying_why():
     sizes = [128]
-    keeper, size, note = fit_resolution(planner(sizes, {128: 40, 64: 300}), sizes.append, 128, 10)
+    keeper, size, note = fit_resolution(planner(sizes, {128: 40, 64: 300}), sizes.append, 128)
     assert (size, sizes, keeper.plan.steps) == (64, [128, 64], 300)
     assert note.startswith("training crops of 64 px, evaluation at 128 px: at 128 px the budget holds 4 epochs")
     sizes = [128]
-    assert fit_resolution(planner(sizes, {128: 400}), sizes.append, 128, 10)[1:] == (128, None)
+    assert fit_resolution(planner(sizes, {128: 400}), sizes.append, 128)[1:] == (128, None)
     sizes = [128]  # max_epochs ends the run before the budget does: nothing to buy
-    assert fit_resolution(planner(sizes, {128: 400}, max_steps=50), sizes.append, 128, 10)[1:] == (128, None)
+    assert fit_resolution(planner(sizes, {128: 400}, max_steps=50), sizes.append, 128)[1:] == (128, None)
 
 
 def test_a_budget_that_holds_few_epochs_trains_smaller_crops_and_evaluates_at_the_full_size(tmp_path, monkeypatch):
@@ -51,7 +51,7 @@ def test_a_budget_that_holds_few_epochs_trains_smaller_crops_and_evaluates_at_th
         timed.append(side)
         return 1.0 * (side / 64) ** 2, 0.2, 0.2  # 1 s a step at 64 px: a 20-s budget holds about 3 epochs
 
-    monkeypatch.setattr(trainer_module, "time_the_run", simulated)
+    monkeypatch.setattr(assembly_module, "time_the_run", simulated)
     out = tmp_path / "run"
     cfg = load_config(None, {"data.name": f"imagefolder:{root}", "out": str(out), "budget": "20s"},
                       ["threads=1", "data.memory=on", "batch_size=16", "data.fit_resolution=true"])

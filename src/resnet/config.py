@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import types
 import typing
@@ -362,55 +363,130 @@ def validate(cfg: Config) -> Config:
 
 def load_config(recipe: str | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None, resume: str | Path | None = None) -> Config:
-    """What the user asks for, validated. A new run: the recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST;
-    on an image folder FOLDER_FINETUNE_RECIPE for --pretrained weights, FOLDER_PHOTO_RECIPE for images of SMALL_IMAGE
-    px and up), then ``overrides`` (dotted keys), then ``--set`` strings; on an image folder what none of them sets
-    follows the folder's images (:mod:`resnet.folder_defaults`). A resumed run (``resume``: a run directory, a
-    checkpoint, or ``auto`` with ``out``): the run's saved config with the changes its earlier resumes made, then the
-    same overrides."""
-    parsed = [parse_override(text) for text in sets or []]
-    asked = {**(overrides or {}), **dict(parsed)}
-    name = str(asked.get("data.name") or DataConfig.name)
-    stats = folder_stats(name) if resume is None else None
-    if resume is not None:
+    """What the user asks for, validated: the steps of :data:`LOAD_STEPS` in order, then :func:`validate`. A new run:
+    the recipe (default: DEFAULT_RECIPE, ResNet-14 on Fashion-MNIST; on an image folder FOLDER_FINETUNE_RECIPE for
+    --pretrained weights, FOLDER_PHOTO_RECIPE for images of SMALL_IMAGE px and up), then ``overrides`` (dotted keys),
+    then ``--set`` strings; on an image folder what none of them sets follows the folder's images
+    (:mod:`resnet.folder_defaults`). A resumed run (``resume``: a run directory, a checkpoint, or ``auto`` with
+    ``out``): the run's saved config with the changes its earlier resumes made, then the same overrides."""
+    request = Request(recipe, dict(overrides or {}), [parse_override(text) for text in sets or []], resume)
+    for step in LOAD_STEPS:
+        step(request)
+    return validate(build(Config, request.data))
+
+
+@dataclass
+class Request:
+    """What :func:`load_config` was asked, and the config its steps build from it (a plain dict, ``data``)."""
+
+    recipe: str | None  # --config
+    overrides: dict[str, Any]  # dotted keys from the command line's own options
+    sets: list[tuple[str, Any]]  # --set KEY=VALUE, in order
+    resume: str | Path | None
+    data: dict = field(default_factory=dict)  # the config being built
+    recipe_data: dict = field(default_factory=dict)  # the data section of the recipe (or saved config) as read
+    chosen: dict[str, Any] = field(default_factory=dict)  # what the folder's images chose (dotted -> value)
+
+    @property
+    def asked(self) -> dict[str, Any]:
+        """Every key the caller set, by either route."""
+        return {**self.overrides, **dict(self.sets)}
+
+    @property
+    def data_name(self) -> str:
+        return str(self.asked.get("data.name") or DataConfig.name)
+
+    @functools.cached_property
+    def folder(self) -> FolderStats | None:
+        """The images of the folder a new run names on the command line (None: a named set, or a resume)."""
+        return folder_stats(self.data_name) if self.resume is None else None
+
+
+def read_base(request: Request) -> None:
+    """The recipe asked for; else a resumed run's saved config; else the image folder's recipe (fine-tuning for
+    --pretrained weights, photos for images of SMALL_IMAGE px and up); else DEFAULT_RECIPE."""
+    recipe, folder = request.recipe, request.folder
+    if request.resume is not None:
         if recipe is not None:
             raise UserError("--resume continues a run with its own config.yaml; drop --config")
-        data = saved_config(resume, asked.get("out"))
-    elif recipe is None and not is_memory(name) and asked.get("pretrained"):
+        data = saved_config(request.resume, request.asked.get("out"))
+    elif recipe is None and not is_memory(request.data_name) and request.asked.get("pretrained"):
         data = read_recipe(FOLDER_FINETUNE_RECIPE)
-    elif recipe is None and stats is not None and stats.short_side >= SMALL_IMAGE:
+    elif recipe is None and folder is not None and folder.short_side >= SMALL_IMAGE:
         data = read_recipe(FOLDER_PHOTO_RECIPE)
     else:
         data = read_recipe(recipe or DEFAULT_RECIPE)
-    recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
-    # The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so the
-    # linear scaling rule applies to the override (and to more processes) rather than moving with it.
-    optim = data.setdefault("optim", {})
+    request.data = data
+    request.recipe_data = dict(data["data"]) if isinstance(data.get("data"), dict) else {}
+
+
+def pin_lr_batch_size(request: Request) -> None:
+    """The recipe's lr is quoted for the recipe's own batch: pin that before --batch-size changes the batch, so that
+    the linear scaling rule applies to the override (and to more processes) rather than moving with it."""
+    optim = request.data.setdefault("optim", {})
     if isinstance(optim, dict) and optim.get("lr_batch_size") is None:
-        optim["lr_batch_size"] = data.get("batch_size", Config.batch_size)
-    for key, value in (overrides or {}).items():
-        set_dotted(data, key, value)
-    prefer_asked_length(data, asked)
-    for key, value in parsed:
-        set_dotted(data, key, value)
-    _drop_other_datasets_fields(data, recipe_data, asked)
-    chosen: dict[str, Any] = {}
-    section = data.get("data")
-    if resume is None and isinstance(section, dict) and section.get("name", name) != name:
-        stats = folder_stats(str(section["name"]))  # the folder a --config recipe names
-    if stats is not None:
-        chosen, why = choose(stats, data, set(asked), recipe_given=recipe is not None,
-                             weights_arch=weights_architecture(asked.get("pretrained")))
-        for key, value in chosen.items():
-            set_dotted(data, key, value)
-        data["chosen"] = why
-    if "data.image_size" in asked and not {"data.eval_resize"} & (asked.keys() | chosen.keys()) and \
-            isinstance(section, dict):  # evaluate at the size trained: small images whole, photos resized in the
-        size = int(section["image_size"])  # recipe's proportion
-        ratio = float(recipe_data.get("eval_resize", DataConfig.eval_resize)) / float(
-            recipe_data.get("image_size", DataConfig.image_size))
-        section["eval_resize"] = size if size < SMALL_IMAGE else max(size, round(size * ratio))
-    return validate(build(Config, data))
+        optim["lr_batch_size"] = request.data.get("batch_size", Config.batch_size)
+
+
+def apply_overrides(request: Request) -> None:
+    for key, value in request.overrides.items():
+        set_dotted(request.data, key, value)
+
+
+def length_asked_first(request: Request) -> None:
+    """A run length asked for replaces the recipe's own (:func:`prefer_asked_length`)."""
+    prefer_asked_length(request.data, request.asked)
+
+
+def apply_sets(request: Request) -> None:
+    """--set strings, last, so that they win over everything before them."""
+    for key, value in request.sets:
+        set_dotted(request.data, key, value)
+
+
+def drop_other_datasets_fields(request: Request) -> None:
+    """When the command line moves a recipe to another data set, the recipe's values of fields that describe its own
+    data set (``val_split: 5000`` of Fashion-MNIST, ...) fall back to their defaults unless given again."""
+    section, own = request.data.get("data"), request.recipe_data
+    if not isinstance(section, dict) or section.get("name") == own.get("name", DataConfig.name):
+        return
+    for key in PER_DATASET_FIELDS:
+        if key in own and f"data.{key}" not in request.asked:
+            section.pop(key, None)
+
+
+def follow_the_folder(request: Request) -> None:
+    """On an image folder (the command line's, or the one a --config recipe names), what no one set follows the
+    folder's images (:func:`resnet.folder_defaults.choose`); why is kept under ``chosen``."""
+    section, stats = request.data.get("data"), request.folder
+    if request.resume is None and isinstance(section, dict) and section.get("name", request.data_name) != \
+            request.data_name:
+        stats = folder_stats(str(section["name"]))
+    if stats is None:
+        return
+    asked = request.asked
+    request.chosen, why = choose(stats, request.data, set(asked), recipe_given=request.recipe is not None,
+                                 weights_arch=weights_architecture(asked.get("pretrained")))
+    for key, value in request.chosen.items():
+        set_dotted(request.data, key, value)
+    request.data["chosen"] = why
+
+
+def evaluate_at_the_asked_size(request: Request) -> None:
+    """An image size asked for moves the evaluation's resize with it, unless that was set too: small images are
+    evaluated whole at the size trained, photos resized in the recipe's proportion."""
+    section, own = request.data.get("data"), request.recipe_data
+    if "data.image_size" not in request.asked or not isinstance(section, dict) or \
+            "data.eval_resize" in request.asked.keys() | request.chosen.keys():
+        return
+    size = int(section["image_size"])
+    ratio = float(own.get("eval_resize", DataConfig.eval_resize)) / float(own.get("image_size", DataConfig.image_size))
+    section["eval_resize"] = size if size < SMALL_IMAGE else max(size, round(size * ratio))
+
+
+# What load_config does, in order: a new rule is a new step here.
+LOAD_STEPS = (read_base, pin_lr_batch_size, apply_overrides, length_asked_first, apply_sets,
+              drop_other_datasets_fields, follow_the_folder, evaluate_at_the_asked_size)
 
 
 def folder_stats(name: str) -> FolderStats | None:
@@ -461,17 +537,6 @@ def prefer_asked_length(data: dict, asked: dict) -> None:
         for key in ("budget", "iterations", "max_epochs"):
             if key not in asked:
                 data[key] = None
-
-
-def _drop_other_datasets_fields(data: dict, recipe_data: dict, asked: dict) -> None:
-    """When the command line moves a recipe to another data set, the recipe's values of fields that describe its own
-    data set (``val_split: 5000`` of Fashion-MNIST, ...) fall back to their defaults unless given again."""
-    section = data.get("data")
-    if not isinstance(section, dict) or section.get("name") == recipe_data.get("name", DataConfig.name):
-        return
-    for key in PER_DATASET_FIELDS:
-        if key in recipe_data and f"data.{key}" not in asked:
-            section.pop(key, None)
 
 
 def config_from_dict(data: dict) -> Config:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -39,63 +39,78 @@ FIT_SECONDS = 10.0  # the end is fitted at least this often in planned time, so 
 #                     fitted while it runs, not only at log steps it may never reach
 
 
+@dataclass(frozen=True)
+class Timings:
+    """A budget run's facts that its end is fitted from: the run's shape (fixed for the run) and the seconds of each
+    piece (timed for the plan; measured and scaled while the run goes, by :meth:`BudgetKeeper.timings_now`)."""
+
+    steps_per_epoch: int
+    eval_every: int  # epochs between evaluations
+    last_eval: bool  # the run's last evaluation is a pass of its own (False: it is the final test itself)
+    step_s: float  # seconds per training step
+    eval_s: float  # seconds per evaluation pass
+    test_s: float  # seconds of the final test, its test-time augmentation included
+    finish_s: float = FINISH_SECONDS  # after the final test: the model, results and figures written, the exit
+
+    def per_step(self) -> float:
+        """Training time per step with the periodic evaluations spread over the steps between them."""
+        return self.step_s + self.eval_s / (self.steps_per_epoch * self.eval_every)
+
+    def closing(self) -> float:
+        """The run's end: its last evaluation (unless that is the final test itself), the final test (both held
+        EVAL_MARGIN longer than timed) and the finish."""
+        return (self.eval_s * self.last_eval + self.test_s) * (1 + EVAL_MARGIN) + self.finish_s
+
+    def to_end(self, step: int, end: int) -> float:
+        """Seconds from just after ``step`` to the end of a run ending at ``end``: the steps, the evaluations at the
+        epoch ends due on the way (every ``eval_every`` epochs) and the closing (its evaluation is the one at
+        ``end``)."""
+        period = self.steps_per_epoch * self.eval_every
+        on_the_way = (end - 1) // period - step // period
+        return (end - step) * self.step_s + max(on_the_way, 0) * self.eval_s + self.closing()
+
+    def steps_that_fit(self, room_s: float, step: int = 0) -> int:
+        """How many more steps after ``step`` fit in ``room_s`` seconds with their evaluations and the closing; may
+        be <= 0."""
+        n = math.floor((room_s - self.closing()) / self.per_step())  # evaluations spread: a first guess
+        if n < 1:
+            return n
+        while n > 0 and self.to_end(step, step + n) > room_s:
+            n -= 1
+        while self.to_end(step, step + n + 1) <= room_s:
+            n += 1
+        return n
+
+
 @dataclass
 class BudgetPlan:
     """What a budget run planned before its first step, from the times measured then."""
 
     steps: int  # the run's last step
-    step_seconds: float  # seconds per training step
-    eval_seconds: float  # seconds per evaluation pass
-    test_seconds: float  # seconds of the final test (with its test-time augmentation)
+    timings: Timings  # as timed for the plan
     startup_seconds: float  # seconds from the command's start to the plan: data, model, timing
     probe_seconds: float = 0.0  # seconds the timing took (at most PROBE_SHARE of the budget)
-    last_eval: bool = True  # the run's last evaluation is one more pass (False: it is the final test itself)
     max_steps: int | None = None  # the run ends here even when more would fit (``max_epochs``)
 
+    @property
+    def epochs(self) -> float:
+        return self.steps / self.timings.steps_per_epoch
 
-def seconds_per_step(step_s: float, eval_s: float, steps_per_epoch: int, eval_every: int) -> float:
-    """Training time per step with the periodic evaluations spread over the steps between them."""
-    return step_s + eval_s / (steps_per_epoch * eval_every)
-
-
-def closing_seconds(eval_s: float, test_s: float, last_eval: bool = True, speed: float = 1.0) -> float:
-    """The run's end: its last evaluation (unless that is the final test itself), the final test and the finish (at
-    ``speed`` times the planned duration: a machine slower than when it was timed is slower at everything)."""
-    return (eval_s * last_eval + test_s) * (1 + EVAL_MARGIN) + FINISH_SECONDS * speed
-
-
-def seconds_to_end(step: int, end: int, step_s: float, eval_s: float, test_s: float, steps_per_epoch: int,
-                   eval_every: int, last_eval: bool = True, speed: float = 1.0) -> float:
-    """Seconds from just after ``step`` to the end of a run ending at ``end``: the steps, the evaluations at the epoch
-    ends due on the way (every ``eval_every`` epochs) and the closing (its evaluation is the one at ``end``)."""
-    period = steps_per_epoch * eval_every
-    on_the_way = (end - 1) // period - step // period
-    return (end - step) * step_s + max(on_the_way, 0) * eval_s + closing_seconds(eval_s, test_s, last_eval, speed)
+    @classmethod
+    def from_dict(cls, saved: dict, shape: Timings) -> BudgetPlan:
+        """A saved plan, its run's shape taken from ``shape`` (a resume may change the evaluation cadence). Plans
+        saved before the timings were grouped kept them at the top level."""
+        t = saved.get("timings") or {"step_s": saved["step_seconds"], "eval_s": saved["eval_seconds"],
+                                     "test_s": saved["test_seconds"], "finish_s": FINISH_SECONDS}
+        timings = replace(shape, step_s=t["step_s"], eval_s=t["eval_s"], test_s=t["test_s"], finish_s=t["finish_s"])
+        return cls(saved["steps"], timings, saved["startup_seconds"], saved.get("probe_seconds", 0.0),
+                   saved.get("max_steps"))
 
 
-def steps_that_fit(room_s: float, step_s: float, eval_s: float, test_s: float, steps_per_epoch: int,
-                   eval_every: int, last_eval: bool = True, step: int = 0, speed: float = 1.0) -> int:
-    """How many more steps after ``step`` fit in ``room_s`` seconds with their evaluations and the closing; may be
-    <= 0."""
-    def fits(n: int) -> bool:
-        return seconds_to_end(step, step + n, step_s, eval_s, test_s, steps_per_epoch, eval_every, last_eval,
-                              speed) <= room_s
-
-    n = math.floor((room_s - closing_seconds(eval_s, test_s, last_eval, speed)) /
-                   seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every))  # evaluations spread: a first guess
-    if n < 1:
-        return n
-    while n > 0 and not fits(n):
-        n -= 1
-    while fits(n + 1):
-        n += 1
-    return n
-
-
-def least_budget(spent_s: float, per_step_s: float, eval_s: float, test_s: float) -> int:
+def least_budget(spent_s: float, timings: Timings) -> int:
     """Seconds of the shortest budget that fits :data:`MIN_STEPS` steps, an evaluation and the final test, rounded up
     to 10 s."""
-    need = spent_s + closing_seconds(eval_s, test_s) + MIN_STEPS * per_step_s
+    need = spent_s + timings.closing() + MIN_STEPS * timings.per_step()
     return math.ceil(need / (1 - SAFETY) / 10) * 10
 
 
@@ -104,7 +119,7 @@ def refuse_slow_step(budget_s: float, spent_s: float, step_s: float, budget_text
     ``step_s`` seconds (a guess, ``how`` it was found: scaled up from a small batch, it runs high) would not fit; the
     timed steps of the plan decide the rest."""
     room = budget_s * (1 - SAFETY) - spent_s
-    least = least_budget(spent_s, step_s, 0.0, 0.0)
+    least = least_budget(spent_s, Timings(1, 1, False, step_s=step_s, eval_s=0.0, test_s=0.0))
     if room <= 0:
         raise UserError(f"a budget of {budget_text} is spent before training starts ({spent_s:.3g} s of start-up "
                         f"here: interpreter, imports, data, model); use --budget {least}s or more")
@@ -114,20 +129,19 @@ def refuse_slow_step(budget_s: float, spent_s: float, step_s: float, budget_text
                         f"--batch-size or --model")
 
 
-def plan_budget(budget_s: float, spent_s: float, step_s: float, eval_s: float, test_s: float,
-                steps_per_epoch: int, eval_every: int, budget_text: str, last_eval: bool = True,
+def plan_budget(budget_s: float, spent_s: float, timings: Timings, budget_text: str,
                 max_steps: int | None = None) -> BudgetPlan:
     """The plan of a fresh run (at most ``max_steps``), or one sentence with the least budget that works when fewer
     than :data:`MIN_STEPS` steps fit."""
-    steps = steps_that_fit(budget_s * (1 - SAFETY) - spent_s, step_s, eval_s, test_s, steps_per_epoch, eval_every,
-                           last_eval)
+    steps = timings.steps_that_fit(budget_s * (1 - SAFETY) - spent_s)
     if steps < MIN_STEPS:
-        least = least_budget(spent_s, seconds_per_step(step_s, eval_s, steps_per_epoch, eval_every), eval_s, test_s)
-        raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here ({step_s:.3g} "
-                        f"s each, {eval_s + test_s:.3g} s to evaluate and test), fewer than {MIN_STEPS}; the least "
-                        f"budget that works is about {format_duration(least)}: use --budget {least}s or more")
-    return BudgetPlan(steps=min(steps, max_steps or steps), step_seconds=step_s, eval_seconds=eval_s,
-                      test_seconds=test_s, startup_seconds=spent_s, last_eval=last_eval, max_steps=max_steps)
+        least = least_budget(spent_s, timings)
+        raise UserError(f"a budget of {budget_text} leaves room for {max(steps, 0):,} training steps here "
+                        f"({timings.step_s:.3g} s each, {timings.eval_s + timings.test_s:.3g} s to evaluate and test), "
+                        f"fewer than {MIN_STEPS}; the least budget that works is about {format_duration(least)}: use "
+                        f"--budget {least}s or more")
+    return BudgetPlan(steps=min(steps, max_steps or steps), timings=timings, startup_seconds=spent_s,
+                      max_steps=max_steps)
 
 
 def time_the_run(step: Callable, untimed: int, train_batches, evaluate_pass: Callable, eval_loader, test_pass: Callable,
@@ -142,13 +156,12 @@ def time_the_run(step: Callable, untimed: int, train_batches, evaluate_pass: Cal
             time_evaluation(test_pass, test_loader, device, target))
 
 
-def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pieces: Callable, steps_per_epoch: int,
-             eval_every: int, last_eval: bool, agree: Callable[[list[float]], list[float]],
-             max_steps: int | None = None) -> BudgetKeeper:
-    """Rule 1 for a fresh run: refused at once when start-up (from the ``time.perf_counter()`` reading ``started``) or
-    a first ``guess`` of the step time (seconds, how it was found) leaves no room; else ``time_pieces(budget_s)``
-    gives the step, evaluation and test times to plan from. Every process follows rank 0's numbers (``agree``). The
-    run never goes past ``max_steps``."""
+def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pieces: Callable, shape: Timings,
+             agree: Callable[[list[float]], list[float]], max_steps: int | None = None) -> BudgetKeeper:
+    """Rule 1 for a fresh run of ``shape`` (its times are not read): refused at once when start-up (from the
+    ``time.perf_counter()`` reading ``started``) or a first ``guess`` of the step time (seconds, how it was found)
+    leaves no room; else ``time_pieces(budget_s)`` gives the step, evaluation and test times to plan from. Every
+    process follows rank 0's numbers (``agree``). The run never goes past ``max_steps``."""
     budget_s = parse_duration(budget_text)
     guess_s, spent = agree([guess[0], time.perf_counter() - started])
     refuse_slow_step(budget_s, spent, guess_s, budget_text, guess[1])
@@ -156,23 +169,22 @@ def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pi
     times = time_pieces(budget_s)
     now = time.perf_counter()
     step_s, eval_s, test_s, spent, probe_s = agree([*times, now - started, now - probe_start])
-    plan = plan_budget(budget_s, spent, step_s, eval_s, test_s, steps_per_epoch, eval_every, budget_text, last_eval,
+    plan = plan_budget(budget_s, spent, replace(shape, step_s=step_s, eval_s=eval_s, test_s=test_s), budget_text,
                        max_steps)
     plan.probe_seconds = probe_s
-    return BudgetKeeper(budget_s, plan, steps_per_epoch, eval_every, agree)
+    return BudgetKeeper(budget_s, plan, agree)
 
 
 class BudgetKeeper:
-    """Owns a budget run's end: asked every :meth:`fit_every` steps and at every epoch end where the run ends (rule
-    2), told of every evaluation's time, and saved in checkpoints. ``agree`` gives every process rank 0's numbers
+    """Owns a budget run's end: asked every :meth:`fit_every` steps and at every epoch end to fit it again (rule 2),
+    told of every evaluation's time, and saved in checkpoints. ``agree`` gives every process rank 0's numbers
     (identity on one)."""
 
-    def __init__(self, budget_s: float, plan: BudgetPlan, steps_per_epoch: int, eval_every: int,
-                 agree: Callable[[list[float]], list[float]] = lambda values: values, clock=time.perf_counter):
+    def __init__(self, budget_s: float, plan: BudgetPlan, agree: Callable[[list[float]], list[float]] = lambda v: v,
+                 clock=time.perf_counter):
         self.budget_s, self.plan, self.agree, self.clock = budget_s, plan, agree, clock
-        self.steps_per_epoch, self.eval_every = steps_per_epoch, eval_every
         self.end = plan.steps
-        self.step_seconds = plan.step_seconds  # smoothed measured seconds per training step
+        self.step_seconds = plan.timings.step_s  # smoothed measured seconds per training step
         self.eval_seconds: float | None = None  # the last evaluation measured in the run
         self.spent_before = plan.startup_seconds  # seconds of the budget used before this process started training
         self.stretch: Stretch | None = None
@@ -193,24 +205,35 @@ class BudgetKeeper:
     def fit_every(self, log_every: int) -> int:
         """Steps between fits of the end: those of FIT_SECONDS at the planned step time, at most ``log_every``. The
         plan is every process's, so all fit (and agree) at the same steps."""
-        return max(1, min(log_every, round(FIT_SECONDS / self.plan.step_seconds)))
+        return max(1, min(log_every, round(FIT_SECONDS / self.plan.timings.step_s)))
 
-    def end_at(self, step: int) -> int:
-        """Every :meth:`fit_every` steps or at an epoch end: measure the steps since the last call, fit the end again
-        (rule 2), return it."""
+    def fit_end(self, step: int) -> int:
+        """Every :meth:`fit_every` steps or at an epoch end: measure the steps since the last call, fit the run's
+        last step again (rule 2) and return it."""
         now = self.clock()
         if step > self._mark_step:
             window = now - self._mark_t
             weight = 1 - math.exp(-window / SMOOTHING_SECONDS)
             self.step_seconds += weight * (window / (step - self._mark_step) - self.step_seconds)
         self._mark_t, self._mark_step = now, step
-        fit = max(step + 1, step + self._steps_left(step))
+        fit = max(step + 1, step + self.timings_now().steps_that_fit(self.budget_s * (1 - SAFETY) - self.spent(),
+                                                                     step))
         fit = min(fit, max(self.plan.max_steps or fit, step + 1))
         end = fit if abs(fit - self.end) > max(1.0, HYSTERESIS * (self.end - step)) else self.end
         end = int(self.agree([float(end)])[0])
         if end != self.end:
             self.move_end(step, end)
         return self.end
+
+    def timings_now(self) -> Timings:
+        """The plan's timings scaled to the machine as measured so far: the one place they are scaled. Until an
+        evaluation is measured, a slower machine is slower at everything; faster steps may only be the timed steps'
+        warm-up, which the evaluation and test, timed apart, did not have: they keep their plan."""
+        planned = self.plan.timings
+        speed = self.step_seconds / planned.step_s
+        ratio = self.eval_seconds / planned.eval_s if self.eval_seconds else max(speed, 1.0)
+        return replace(planned, step_s=self.step_seconds, eval_s=planned.eval_s * ratio,
+                       test_s=planned.test_s * ratio, finish_s=planned.finish_s * speed)
 
     def stretched(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> Stretch:
         """The run's schedule, built for the plan's steps, made to end wherever the keeper ends the run (rule 3)."""
@@ -220,44 +243,36 @@ class BudgetKeeper:
     def move_end(self, step: int, end: int) -> None:
         self.end = end
         if self.stretch is not None:
-            self.stretch.end_at(step, end)
+            self.stretch.finish_at(step, end)
 
     def evaluated(self, seconds: float) -> None:
         """An evaluation took ``seconds``: later fits count evaluations at that speed, and not as training time."""
         self.eval_seconds = seconds
         self._mark_t += seconds
 
-    def _steps_left(self, step: int) -> int:
-        p = self.plan
-        speed = self.step_seconds / p.step_seconds
-        # Until an evaluation is measured, a slower machine is slower at everything; faster steps may only be the
-        # timed steps' warm-up, which the evaluation and test, timed apart, did not have: they keep their plan.
-        ratio = self.eval_seconds / p.eval_seconds if self.eval_seconds else max(speed, 1.0)
-        return steps_that_fit(self.budget_s * (1 - SAFETY) - self.spent(), self.step_seconds, p.eval_seconds * ratio,
-                              p.test_seconds * ratio, self.steps_per_epoch, self.eval_every, p.last_eval, step, speed)
-
     def state_dict(self) -> dict:
         return {"budget_seconds": self.budget_s, "plan": asdict(self.plan), "end": self.end,
                 "step_seconds": self.step_seconds, "eval_seconds": self.eval_seconds, "spent": self.spent()}
 
     @classmethod
-    def from_state(cls, state: dict, budget_s: float, steps_per_epoch: int, eval_every: int, step: int,
-                   agree=lambda values: values, clock=time.perf_counter) -> BudgetKeeper:
-        """A resumed run's keeper; a different ``budget_s`` than the saved one moves the end at the next fit."""
-        keeper = cls(budget_s, BudgetPlan(**state["plan"]), steps_per_epoch, eval_every, agree, clock)
+    def from_state(cls, state: dict, budget_s: float, shape: Timings, step: int, agree=lambda values: values,
+                   clock=time.perf_counter) -> BudgetKeeper:
+        """A resumed run's keeper, of the run's ``shape`` now; a different ``budget_s`` than the saved one moves the
+        end at the next fit."""
+        keeper = cls(budget_s, BudgetPlan.from_dict(state["plan"], shape), agree, clock)
         keeper.end, keeper.step_seconds = state["end"], state["step_seconds"]
         keeper.eval_seconds, keeper.spent_before = state["eval_seconds"], state["spent"]
         keeper.mark(step)
         return keeper
 
     def describe(self) -> str:
-        p = self.plan
+        p, t = self.plan, self.plan.timings
         changed = "" if self.end == p.steps else f" (now {self.end:,})"
         capped = f" (max_epochs: at most {p.max_steps:,})" if p.max_steps else ""
         return (f"budget {format_duration(self.budget_s)}: {p.steps:,} steps{changed}{capped}, planned from "
-                f"{p.step_seconds:.3g} s per step, {p.eval_seconds:.3g} s per evaluation, {p.test_seconds:.3g} s for "
-                f"the final test and {p.startup_seconds:.3g} s of start-up ({p.probe_seconds:.2g} s of it timing) "
-                f"measured here; the lr schedule ends at the last step")
+                f"{t.step_s:.3g} s per step, {t.eval_s:.3g} s per evaluation, {t.test_s:.3g} s for the final test and "
+                f"{p.startup_seconds:.3g} s of start-up ({p.probe_seconds:.2g} s of it timing) measured here; the lr "
+                f"schedule ends at the last step")
 
 
 class Stretch:
@@ -274,7 +289,7 @@ class Stretch:
         while self.scheduler.last_epoch < math.floor(self.position + 1e-9):
             self.scheduler.step()
 
-    def end_at(self, step: int, end: int) -> None:
+    def finish_at(self, step: int, end: int) -> None:
         """From optimizer step ``step`` on, reach the end of the schedule at optimizer step ``end``."""
         self.rate = (self.length - self.position) / max(end - step, 1)
 

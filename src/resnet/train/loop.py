@@ -3,8 +3,8 @@ them (every ``log_every`` steps), and a step costs no host sync."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -28,6 +28,19 @@ class NonFiniteLoss(RuntimeError):
         return f"training stopped: the {self.what} became {self.value} at step {self.step}; {where}"
 
 
+class Progress(Protocol):
+    """What counts a run's optimizer steps: its RunState (train/run_state.py), or a :class:`StepCount` of its own."""
+
+    step: int
+
+
+@dataclass
+class StepCount:
+    """The step counter of steps that are no run's (timing copies, benchmarks)."""
+
+    step: int = 0
+
+
 @dataclass
 class TrainContext:
     """Everything one optimizer step touches."""
@@ -44,7 +57,7 @@ class TrainContext:
     ema_every: int = 1
     mixer: Callable | None = None  # (images, labels, step) -> (images, soft targets)
     freeze: Callable[[int], None] | None = None  # (step) -> fine-tuning: freeze what does not train at this step
-    step: int = 0  # optimizer steps done in the whole run
+    progress: Progress = field(default_factory=StepCount)  # its ``step``: optimizer steps done in the whole run
 
 
 def train_step(ctx: TrainContext, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,10 +65,10 @@ def train_step(ctx: TrainContext, images: torch.Tensor, labels: torch.Tensor) ->
     device tensors; nothing here waits for the device."""
     ctx.model.train()
     if ctx.freeze is not None:
-        ctx.freeze(ctx.step)  # after train(): frozen BatchNorm layers go back to eval mode
+        ctx.freeze(ctx.progress.step)  # after train(): frozen BatchNorm layers go back to eval mode
     targets = labels
     if ctx.mixer is not None:
-        images, targets = ctx.mixer(images, labels, ctx.step)
+        images, targets = ctx.mixer(images, labels, ctx.progress.step)
     ctx.optimizer.zero_grad(set_to_none=True)
     loss, errors = forward_backward(ctx, images, targets, labels)
     apply_update(ctx)
@@ -83,8 +96,8 @@ def apply_update(ctx: TrainContext) -> None:
     ctx.scaler.step(ctx.optimizer)
     ctx.scaler.update()
     ctx.scheduler.step()
-    ctx.step += 1
-    if ctx.ema is not None and ctx.step % ctx.ema_every == 0:
+    ctx.progress.step += 1
+    if ctx.ema is not None and ctx.progress.step % ctx.ema_every == 0:
         ctx.ema.update_parameters(ctx.model)
 
 

@@ -28,21 +28,21 @@ def train_size_for(full: int, epochs_at_full: float, min_epochs: float = MIN_EPO
     return min(full, max(STEP, int(side // STEP) * STEP))
 
 
-def fit_resolution(plan: Callable[[], BudgetKeeper], set_size: Callable[[int], None], full: int,
-                   steps_per_epoch: int) -> tuple[BudgetKeeper, int, str | None]:
+def fit_resolution(plan: Callable[[], BudgetKeeper], set_size: Callable[[int], None],
+                   full: int) -> tuple[BudgetKeeper, int, str | None]:
     """Plan the budget at the full size; when too few epochs fit, set the training crops to the size of
     :func:`train_size_for` and plan again (timed at that size). Returns the keeper, the size and the banner's line
     (None when the full size was kept)."""
     keeper = plan()
     if keeper.plan.max_steps and keeper.plan.steps >= keeper.plan.max_steps:
         return keeper, full, None  # max_epochs ends the run, not the budget: a smaller crop would buy nothing
-    epochs = keeper.plan.steps / steps_per_epoch
+    epochs = keeper.plan.epochs
     size = train_size_for(full, epochs)
     if size == full:
         return keeper, full, None
     set_size(size)
     keeper = plan()
     note = (f"training crops of {size} px, evaluation at {full} px: at {full} px the budget holds {epochs:.3g} "
-            f"epochs, fewer than {MIN_EPOCHS:g}; at {size} px {keeper.plan.steps / steps_per_epoch:.3g} "
+            f"epochs, fewer than {MIN_EPOCHS:g}; at {size} px {keeper.plan.epochs:.3g} "
             f"(data.fit_resolution=false keeps {full} px)")
     return keeper, size, note

@@ -4,15 +4,18 @@ into a resumed run. Callers write on rank 0 only."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator
 
 from torch import nn
 
 from ..config import Config, save_config, to_dict
 from ..errors import UserError
 from ..io import save_safetensors
-from ..writes import make_dir, writing
+from ..runs import latest_valid_checkpoint
+from ..writes import WriteError, make_dir, writing
 from ..weights import ModelCard, load_into
 from .checkpoint import point_at, rng_state, save_step_checkpoint, set_rng_state
 from .run_state import RunState
@@ -36,6 +39,19 @@ def claim_run_dir(cfg: Config, restarted: bool) -> Path:
 def _empty_dir(path: Path) -> bool:
     """An empty folder (what a run leaves when it could not write its config.yaml): no run to protect."""
     return path.is_dir() and not any(path.iterdir())
+
+
+@contextmanager
+def ending_on_failed_write(run_dir: Path) -> Iterator[None]:
+    """A failed write of a run's own files ends the run at once, saying how to continue it."""
+    try:
+        yield
+    except WriteError as exc:
+        if not (run_dir / "config.yaml").is_file():  # nothing of the run was written: it can start again
+            raise exc.then("run the same command again") from None
+        intact = latest_valid_checkpoint(run_dir)  # (what --resume auto will take)
+        kept = f" from {intact}, which is intact" if intact else ""
+        raise exc.then(f"continue with `resnet train --resume auto --out {run_dir}`{kept}") from None
 
 
 def open_run_dir(run_dir: Path, cfg: Config) -> None:

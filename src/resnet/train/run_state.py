@@ -1,6 +1,7 @@
 """What a run decided, apart from what its user asked for (the :class:`~resnet.config.Config`, never written to):
 its directory, device and precision, the scaled learning rate, its length, its progress and its budget keeper's
-state. Saved in every checkpoint and as ``run.json`` in the run directory; ``--resume`` reads it back."""
+state. Saved in every checkpoint and as ``run.json`` in the run directory; ``--resume`` reads it back. Its ``step``
+is the run's one step counter: the training step (:mod:`.loop`) advances it through the run's TrainContext."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ class RunState:
     lr: float  # the peak learning rate, scaled to the global batch
     steps_per_epoch: int
     total_steps: int  # the run's last step (a budget run's keeper moves it)
-    epochs: int
-    step: int = 0  # optimizer steps done
+    epochs: int = field(init=False)  # follows total_steps: a last epoch may be partial
+    step: int = 0  # optimizer steps done in the whole run
     epoch: int = 0  # epochs done
     step_in_epoch: int = 0  # steps done in the epoch under way
     best_top1: float | None = None  # the best evaluation top-1 on a validation split (best.pt)
@@ -35,8 +36,11 @@ class RunState:
     changes: dict[str, Any] = field(default_factory=dict)  # config keys the resumes changed (dotted -> value)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
-    def end_at(self, total_steps: int) -> None:
-        """The run now ends at ``total_steps`` (epochs follow: a last epoch may be partial)."""
+    def __post_init__(self):
+        self.set_total_steps(self.total_steps)
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """The run now ends after step ``total_steps`` (epochs follow: a last epoch may be partial)."""
         self.total_steps, self.epochs = total_steps, math.ceil(total_steps / self.steps_per_epoch)
 
     def to_dict(self) -> dict:

@@ -17,7 +17,7 @@ from ..models import create_model
 from ..weights import ModelCard, init_model
 from .distributed import DistEnv, convert_sync_batchnorm
 from .ema import make_ema
-from .loop import TrainContext
+from .loop import Progress, StepCount, TrainContext
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -87,14 +87,17 @@ def make_card(cfg: Config, data: DataBundle) -> ModelCard:
 
 
 def make_context(cfg: Config, model: nn.Module, optimizer, scheduler, device: torch.device, precision: str,
-                 num_classes: int, ema_of: nn.Module | None = None, freeze=None) -> TrainContext:
+                 num_classes: int, ema_of: nn.Module | None = None, freeze=None,
+                 progress: Progress | None = None) -> TrainContext:
     """What one step of this recipe touches around ``model`` (loss, precision, clipping, EMA of ``ema_of``, by
-    default ``model`` itself, and MixUp/CutMix)."""
+    default ``model`` itself, and MixUp/CutMix); its steps advance ``progress`` (a run's state), or a counter of
+    their own."""
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = make_ema(ema_of or model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
     return TrainContext(model, optimizer, scheduler, scaler, criterion, device, precision, cfg.grad_clip, ema,
-                        cfg.ema_every, make_mixer(cfg, num_classes), freeze=freeze)
+                        cfg.ema_every, make_mixer(cfg, num_classes), freeze=freeze,
+                        progress=progress if progress is not None else StepCount())
 
 
 def wrap_for_training(model: nn.Module, cfg: Config, env, device: torch.device, unused_parameters: bool) -> nn.Module:
