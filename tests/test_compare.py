@@ -9,7 +9,8 @@ import json
 import pytest
 
 from resnet.errors import UserError
-from resnet.experiments.comparison import DEFAULT_MODELS, model_table, plan, recipe_for
+from resnet.models import model_info
+from resnet.experiments.comparison import DEFAULT_EPOCHS, DEFAULT_MODELS, model_table, plan, recipe_for
 from resnet.experiments.statements import (beats, cheaper_successors_reaching, densenet_beats_resnet, reaches,
                                            statement_lines, statements, transformer_reaches_cnns)
 
@@ -46,8 +47,16 @@ def test_successors_that_reach_resnet20_with_fewer_macs():
     assert "shufflenet_v2_cifar 91.70 ± 0.10 at 20.0 M (reaches)" in s["evidence"]
     assert "mobilenet_v3_cifar 90.00 ± 0.30 at 25.0 M (does not reach)" in s["evidence"]
     assert "densenet" not in s["evidence"]
-    assert cheaper_successors_reaching(table[:2] + table[3:])["answer"] == "no"
+    assert cheaper_successors_reaching(table[:2] + table[3:])["answer"] == "no"  # 2.0 below, margin 0.6, 2 seeds
+    one_seed = [{**r, "seeds": 1, "top1_std": 0.0} for r in table[:2] + table[3:]]
+    assert cheaper_successors_reaching(one_seed)["answer"] == "not shown"  # no spread measured: never "no"
     assert cheaper_successors_reaching(table[1:])["answer"] == "n/a"  # no resnet20
+    s = cheaper_successors_reaching([table[0], table[4]])
+    assert s["answer"] == "n/a" and "no successor in the comparison has fewer MACs" in s["evidence"]
+    # the same question of parameters: mobilenet has fewer and does not reach; shufflenet has more
+    by_params = [table[0], {**table[2], "params": 2_000_000}, {**table[3], "params": 500_000}]
+    s = cheaper_successors_reaching(by_params, cost="params")
+    assert s["answer"] == "no" and s["claim"].endswith("with fewer parameters") and "shufflenet" not in s["evidence"]
 
 
 def test_densenet_against_the_resnet_of_nearest_parameters():
@@ -63,10 +72,11 @@ def test_densenet_against_the_resnet_of_nearest_parameters():
     wide = [r if r["model"] != "densenet_bc100" else row("densenet_bc100", "densenet", 93.0, 0.6, params=769_000)
             for r in table]
     s = densenet_beats_resnet(wide)
-    assert s["answer"] == "no" and "is within the spread of resnet56" in s["evidence"]
+    assert s["answer"] == "not shown" and "is within the spread of resnet56" in s["evidence"]
     lost = [r if r["model"] != "densenet_bc100" else row("densenet_bc100", "densenet", 90.0, 0.1, params=769_000)
             for r in table]
-    assert "is beaten by resnet56" in densenet_beats_resnet(lost)["evidence"]
+    s = densenet_beats_resnet(lost)
+    assert s["answer"] == "no" and "is beaten by resnet56" in s["evidence"]
     assert densenet_beats_resnet(table[:3])["answer"] == "n/a"
 
 
@@ -74,16 +84,16 @@ def test_the_transformer_against_the_cnns():
     table = [row("resnet20", "resnet", 91.0, 0.2), row("resnet56", "resnet", 92.0, 0.2),
              row("swin_cifar", "transformer", 88.0, 0.5), row("convnext_cifar", "convnext", 89.0, 0.4)]
     s = transformer_reaches_cnns(table)
-    assert s["answer"] == "no" and s["evidence"].endswith("3 of 3 CNNs score higher")
+    assert s["answer"] == "no" and "3 of 3 CNNs score higher; a transformer lacks" in s["evidence"]
     close = [r if r["model"] != "swin_cifar" else row("swin_cifar", "transformer", 90.2, 0.5) for r in table]
     assert transformer_reaches_cnns(close)["answer"] == "yes"  # 0.8 below, margin 1.0
     one_seed = [{**r, "seeds": 1, "top1_std": 0.0} for r in close]
     s = transformer_reaches_cnns(one_seed)
-    assert s["answer"] == "no" and "one seed" in s["evidence"]
+    assert s["answer"] == "not shown" and "one seed" in s["evidence"]
     assert transformer_reaches_cnns(table[:2])["answer"] == "n/a"
-    lines = statement_lines(statements(table))
-    assert len(lines) == 3 and lines[2].startswith("- The transformer reaches the CNNs in this budget") \
-        and "**no**" in lines[2]
+    lines = statement_lines(statements(table, "after 2 epochs of 55,000 images, 2 seeds"))
+    assert len(lines) == 4 and lines[3].startswith("- The transformer reaches the CNNs (resnet20's accuracy), after "
+                                                   "2 epochs of 55,000 images, 2 seeds: **no**")
 
 
 def test_model_table_means_over_seeds_in_order():
@@ -102,12 +112,17 @@ def test_model_table_means_over_seeds_in_order():
 
 def test_each_family_trains_its_recipe_and_the_plan_checks_first(tmp_path):
     assert recipe_for("swin_cifar") == recipe_for("convnext_cifar") == "compare-fashion-mnist-adamw"
-    assert {recipe_for(m) for m in DEFAULT_MODELS if m not in ("swin_cifar", "convnext_cifar")} == \
-        {"compare-fashion-mnist"}
-    assert len(DEFAULT_MODELS) == 12
+    adamw = {m for m in DEFAULT_MODELS if model_info(m).lineage in ("convnext", "transformer")}
+    assert adamw == {"convnext_cifar", "swin_cifar", "swin_w24_cifar"}
+    assert {recipe_for(m) for m in adamw} == {"compare-fashion-mnist-adamw"}
+    assert {recipe_for(m) for m in DEFAULT_MODELS if m not in adamw} == {"compare-fashion-mnist"}
+    assert len(DEFAULT_MODELS) == 20
     cells = plan(["resnet20", "swin_cifar"], tmp_path, seeds=2)
     assert [c.name for c in cells] == ["resnet20 seed 0", "resnet20 seed 1", "swin_cifar seed 0", "swin_cifar seed 1"]
-    assert all(c.cfg.budget == "5m" and c.cfg.iterations is None for c in cells)
+    assert all(c.cfg.epochs == DEFAULT_EPOCHS and c.cfg.budget is None and c.cfg.iterations is None for c in cells)
+    assert plan(["resnet20"], tmp_path, epochs=3)[0].cfg.epochs == 3  # equal images: whole epochs for every model
+    budgeted = plan(["resnet20"], tmp_path, budget="5m")[0].cfg
+    assert budgeted.budget == "5m" and budgeted.iterations is None
     assert cells[2].cfg.optim.name == "adamw" and cells[0].cfg.optim.name == "nesterov"
     assert cells[3].run_dir == tmp_path / "swin_cifar-seed1" and cells[3].cfg.seed == 1
     assert plan(["resnet20"], tmp_path, extra={"iterations": 5})[0].cfg.budget is None  # a length replaces the budget
@@ -115,6 +130,9 @@ def test_each_family_trains_its_recipe_and_the_plan_checks_first(tmp_path):
                                    (["resnet20"], 0, "--seeds must be at least 1"), (["densenet"], 1, "unknown model")):
         with pytest.raises(UserError, match=message):
             plan(models, tmp_path, seeds=seeds)
+    for epochs, budget in ((0, None), (2, "5m")):
+        with pytest.raises(UserError, match="--epochs must be a whole number of at least 1, without --budget"):
+            plan(["resnet20"], tmp_path, epochs=epochs, budget=budget)
 
 
 # --------------------------------------------------------------------------------------------------- end to end
@@ -144,7 +162,8 @@ def test_a_tiny_comparison_killed_and_run_again(tmp_path, capsys):
         assert run["img_per_s"] == pytest.approx(8 * 32 / (own["train_minutes"] * 60))
     assert [m["train_minutes"] for m in results["models"]] == [r["train_minutes"] for r in results["runs"]]
     assert results["models"][0]["params"] == 172_218 and results["models"][1]["params"] == 1_263_422
-    assert set(results["statements"]) == {"cheaper_successors", "densenet_vs_resnet", "transformer_vs_cnns"}
+    assert set(results["statements"]) == {"cheaper_successors", "smaller_successors", "densenet_vs_resnet",
+                                          "transformer_vs_cnns"}
     assert (out / "comparison.png").stat().st_size > 10_000
     text = (out / "results.md").read_text()
     assert "| resnet14 " in text and "## Statements" in text and "(comparison.png)" in text
@@ -223,3 +242,32 @@ def test_names_of_points_at_one_place_do_not_overlap():
     sides = name_points(ax, [(30, 92.4, "resnet20"), (30, 92.4, "plain20"), (300, 40.0, "densenet_bc100")])
     plt.close(fig)
     assert sides[0] != sides[1] and sides[2] == sides[0]
+
+
+def test_the_figure_draws_every_model_it_was_given():
+    """Four panels; every model a curve and a named test point on top, a named point with its error bar in each
+    accuracy panel, whose axis is zoomed to the points."""
+    import matplotlib.pyplot as plt
+
+    from resnet.plots import comparison_figure
+
+    models = [{**row(f"net{i}", ("resnet", "mobilenet", "densenet")[i % 3], 85.0 + i, 0.1 * i, macs=(i + 1) * 1e7,
+                     params=(i + 1) * 100_000), "epochs": 1.0} for i in range(7)]
+    curves = {m["model"]: {"images": [128, 256, 512], "seconds": [1.0, 2.0, 4.0], "train_error": [60.0, 30.0, 20.0],
+                           "test_error": 100 - m["top1"]} for m in models[:-1]}  # the last without its steps
+    fig = comparison_figure(models, curves, "title\nmachine, bf16")
+    try:
+        (curve_images, curve_time), (by_macs, by_params) = fig.axes[0:2], fig.axes[2:4]
+        names = [m["model"] for m in models]
+        for ax in (curve_images, curve_time):
+            assert len(ax.lines) == 2 * len(curves)  # a curve and an end point each
+            assert sorted(t.get_text() for t in ax.texts) == sorted(curves)
+        for ax in (by_macs, by_params):
+            assert len(ax.containers) == len(models)  # one error bar each
+            assert sorted(t.get_text() for t in ax.texts) == sorted(names)
+            low, high = ax.get_ylim()
+            assert 84.0 < low < 85.0 and 91.6 < high < 92.5  # zoomed: 85-91.6 with a margin, not 0-100
+        assert fig._suptitle.get_text() == "title\nmachine, bf16"
+        assert any("standard deviation of the seeds" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)

@@ -11,13 +11,14 @@ import torch
 from torch import nn
 
 from resnet.models import RehousedNet, create_model, model_info
-from resnet.models.successors import SUCCESSORS
+from resnet.models.successors import SMALL_SUCCESSORS, SUCCESSORS
 from resnet.models.summary import summarize
 from resnet.train.finetune import frozen_modules
 
 from .conftest import require_module
 
-NAMES = list(SUCCESSORS)
+NAMES = list(SUCCESSORS) + list(SMALL_SUCCESSORS)
+RESNET20_MACS = 30_821_248  # at 1x28x28
 # Parameters with 10 classes at (1 channel, 3 channels). DenseNet-BC (L=100, k=12): 0.8M in Huang et al. 2017, Table 2.
 PARAMS = {
     "densenet_bc100": (768_730, 769_162),
@@ -28,23 +29,32 @@ PARAMS = {
     "regnet_x_400mf_cifar": (5_097_322, 5_097_898),
     "convnext_cifar": (3_376_170, 3_376_890),
     "swin_cifar": (3_049_780, 3_050_164),
+    "mobilenet_v2_050_cifar": (700_202, 700_490),
+    "mobilenet_v2_035_cifar": (408_650, 408_938),
+    "shufflenet_v2_x0_5_cifar": (351_610, 352_042),
+    "mnasnet0_5_cifar": (950_034, 950_322),
+    "regnet_x_200mf_cifar": (2_318_906, 2_319_482),
+    "densenet_bc40": (175_690, 176_122),
+    "efficientnet_b0_050_cifar": (663_242, 663_530),
+    "swin_w24_cifar": (771_388, 771_580),
 }
 
 
 def test_every_successor_is_registered_with_its_lineage():
     assert sorted(PARAMS) == sorted(NAMES)
     lineages = {model_info(n).lineage for n in NAMES}
-    assert lineages == {"densenet", "mobilenet", "shufflenet", "efficientnet", "regnet", "convnext", "transformer"}
+    assert lineages == {"densenet", "mobilenet", "shufflenet", "efficientnet", "regnet", "convnext", "transformer",
+                        "mnasnet"}
     assert model_info("resnet20").lineage == "resnet" and model_info("densenet_bc100").paper_error == 4.51
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameters_cost_and_depth(name):
-    """Exact parameters at both input shapes; 10-300 M MACs at 28x28 (several epochs in a CPU budget); ``depth``
-    is the number of weighted layers."""
+    """Exact parameters at both input shapes; 10-300 M MACs at 28x28 at a paper's size, under 60 M small;
+    ``depth`` is the number of weighted layers."""
     gray, rgb = summarize(name, (1, 28, 28)), summarize(name, (3, 32, 32))
     assert (gray.params, rgb.params) == PARAMS[name]
-    assert 10e6 <= gray.macs <= 300e6 and rgb.macs > gray.macs
+    assert (10e6 <= gray.macs <= 300e6 if name in SUCCESSORS else gray.macs < 60e6) and rgb.macs > gray.macs
     model = create_model(name)
     assert sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()) == model_info(name).depth
 
@@ -100,7 +110,14 @@ def test_the_interface_the_tools_read():
     assert summarize("densenet_bc100", (3, 32, 32)).rows[1].layers == "DenseLayer x 16"
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_most_small_successors_cost_at_most_resnet20():
+    """The small group answers "with fewer MACs": six of its eight nets are at or below ResNet-20's cost."""
+    assert summarize("resnet20", (1, 28, 28)).macs == RESNET20_MACS
+    cheap = {n for n in SMALL_SUCCESSORS if summarize(n, (1, 28, 28)).macs <= RESNET20_MACS}
+    assert cheap == set(SMALL_SUCCESSORS) - {"densenet_bc40", "regnet_x_200mf_cifar"}
+
+
+@pytest.mark.parametrize("name", [*SUCCESSORS, "mnasnet0_5_cifar"])  # (the small nets but MnasNet: the same classes)
 def test_onnx_export_matches_pytorch(name, tmp_path):
     """The project's exporter (BN folded, dynamic batch) on each successor; onnxruntime agrees with PyTorch."""
     for module in ("onnx", "onnxruntime", "onnxscript"):

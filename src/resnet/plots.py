@@ -259,29 +259,64 @@ def _overlap(a: tuple, b: tuple) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def plot_comparison(models: list[dict], path: Path, title: str = "") -> None:
-    """ResNet and its successors: test top-1 against MACs (left) and against training images per second (right),
-    both on log axes, one point per model with its seeds' standard deviation as an error bar, one colour per
-    lineage. ``models``: ``model``, ``lineage``, ``macs``, ``img_per_s``, ``top1``, ``top1_std``."""
+COMPARISON_CAPTION = ("Top: each model's training error (its first seed, per log window) against the training "
+                      "images it has seen and against its training time (at its mean speed), its final test error a "
+                      "point at the end. Bottom: test top-1 against MACs and against parameters per image (log "
+                      "axes), one point per model at the mean over its seeds; the error bar is one standard "
+                      "deviation of the seeds, the marker's area grows with the epochs trained.")
+
+
+def plot_comparison(models: list[dict], curves: dict[str, dict], path: Path, title: str = "") -> None:
+    """:func:`comparison_figure` written to ``path``."""
+    _save(comparison_figure(models, curves, title), path, 110)
+
+
+def comparison_figure(models: list[dict], curves: dict[str, dict], title: str = "") -> plt.Figure:
+    """ResNet and its successors in four panels (:data:`COMPARISON_CAPTION`), one colour per lineage, the accuracy
+    axes zoomed to where the points are. ``models``: ``model``, ``lineage``, ``macs``, ``params``, ``epochs``,
+    ``top1``, ``top1_std``; ``curves``: model -> ``images``, ``seconds``, ``train_error`` (lists) and ``test_error``."""
     lineages = list(dict.fromkeys(m["lineage"] for m in models))
     colours = dict(zip(lineages, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
-    for ax, key, label in ((axes[0], "macs", "MACs per image"), (axes[1], "img_per_s", "training images / s")):
+    fig, axes = plt.subplots(2, 2, figsize=(14, 11))
+    for ax, key, label in ((axes[0, 0], "images", "training images seen"),
+                           (axes[0, 1], "seconds", "training time (s)")):
+        for m in models:
+            curve = curves.get(m["model"])
+            if curve and curve[key]:
+                colour = colours[m["lineage"]]
+                ax.plot(curve[key], curve["train_error"], "-", color=colour, lw=1, alpha=0.8)
+                ax.plot(curve[key][-1], curve["test_error"], "o", color=colour, ms=5)
+                ax.annotate(m["model"], (curve[key][-1], curve["test_error"]), textcoords="offset points",
+                            xytext=(4, 0), fontsize=7, va="center")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _label_log_axis(ax.yaxis, *ax.get_ylim())
+        ax.set_xlabel(f"{label}, log scale")
+        ax.set_ylabel("error (%): training, per log window; test, the point")
+        ax.grid(alpha=0.3, which="both")
+    most = max((m.get("epochs") or 0.0) for m in models) or 1.0
+    for ax, key, label in ((axes[1, 0], "macs", "MACs per image (millions)"), (axes[1, 1], "params", "parameters")):
         points = []
         for m in models:
             x = m[key] / 1e6 if key == "macs" else m[key]
-            ax.errorbar(x, m["top1"], yerr=m["top1_std"], fmt="o", color=colours[m["lineage"]], capsize=3, ms=6)
+            size = 4 + 6 * ((m.get("epochs") or 0.0) / most) ** 0.5
+            ax.errorbar(x, m["top1"], yerr=m["top1_std"], fmt="o", color=colours[m["lineage"]], capsize=3, ms=size)
             points.append((x, m["top1"], m["model"]))
         ax.set_xscale("log")
-        ax.margins(x=0.12, y=0.08)  # room for the names of the outermost points
+        low = min(m["top1"] - m["top1_std"] for m in models)
+        high = max(m["top1"] + m["top1_std"] for m in models)
+        pad = max(0.5, 0.08 * (high - low))
+        ax.set_ylim(low - pad, min(100.0, high + pad))  # zoomed to the points, never past 100%
+        ax.margins(x=0.12)  # room for the names of the outermost points
         name_points(ax, points)
         _label_log_axis(ax.xaxis, *ax.get_xlim())
-        ax.set_xlabel(f"{label}{' (millions)' if key == 'macs' else ''}, log scale")
+        ax.set_xlabel(f"{label}, log scale")
+        ax.set_ylabel("test top-1 (%)")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("test top-1 (%)")
     handles = [plt.Line2D([], [], marker="o", ls="", color=colours[name], label=name) for name in lineages]
-    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    axes[1, 1].legend(handles=handles, fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    _save(fig, path, 130)
+    fig.text(0.5, 0.005, "\n".join(textwrap.wrap(COMPARISON_CAPTION, 190)), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig

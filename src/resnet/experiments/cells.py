@@ -31,7 +31,10 @@ class Cell:
 
 def run_length(cfg: Config) -> str:
     """How long a cell trains, as its recipe says it: a budget ("5m"), iterations or epochs."""
-    return cfg.budget or (f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.epochs} epochs")
+    if cfg.budget:
+        return cfg.budget
+    count, unit = (cfg.iterations, "iteration") if cfg.iterations else (cfg.epochs, "epoch")
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def cell_state(cell: Cell) -> str:

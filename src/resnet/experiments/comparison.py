@@ -1,5 +1,6 @@
-"""`resnet compare`: ResNet and its successors trained side by side on one data set with one budget, so that the
-paper's "later evolutions" are measured rather than told.
+"""`resnet compare`: ResNet and its successors trained side by side on one data set, every model on the same number
+of training images (a whole number of epochs; or, asked for, the same wall budget), so that the paper's "later
+evolutions" are measured rather than told.
 
 Each (model, seed) is a cell (:mod:`.cells`): its own run directory under the comparison's, resumed after a kill
 and skipped once finished. Every cell trains its family's recipe (:data:`FAMILY_RECIPES`, the one place a family
@@ -21,14 +22,14 @@ from typing import Callable
 from ..config import load_config, parse_duration
 from ..device import cpu_summary
 from ..errors import UserError
+from ..train.log import format_duration, read_jsonl
 from ..writes import WriteError, make_dir, write_json, write_text
 from ..models import model_info
-from ..models.successors import SUCCESSORS
+from ..models.successors import SMALL_SUCCESSORS, SUCCESSORS
 from ..models.summary import summarize
-from ..plots import plot_comparison
+from ..plots import COMPARISON_CAPTION, plot_comparison
 from ..runs import RUN_FILE
 from ..table import format_table, human
-from ..train.log import format_duration
 from ..weights.card import card_beside
 from .cells import Cell, check_reusable, run_cell, run_length
 from .statements import statement_lines, statements
@@ -36,10 +37,16 @@ from .statements import statement_lines, statements
 DEFAULT_RECIPE = "compare-fashion-mnist"
 # The families designed with another optimizer train with their own recipe; every other model takes the default.
 FAMILY_RECIPES = {"convnext": "compare-fashion-mnist-adamw", "transformer": "compare-fashion-mnist-adamw"}
-# The committed comparison: the paper's CIFAR nets around the default (ResNet-14/20/56, plain-20) and every successor.
-DEFAULT_MODELS = ("resnet14", "resnet20", "resnet56", "plain20", *SUCCESSORS)
-DEFAULT_BUDGET = "5m"
+# The committed comparison: the paper's CIFAR nets around the default (ResNet-14/20/56, plain-20) and every successor,
+# at its paper's size and small.
+DEFAULT_MODELS = ("resnet14", "resnet20", "resnet56", "plain20", *SUCCESSORS, *SMALL_SUCCESSORS)
+# Equal images by default: one epoch of the training set for every model. At the training speeds measured on a 2-core
+# AVX512-BF16 CPU in bf16 (docs/comparison/bf16: 38 img/s for DenseNet-BC-100 to 1,537 for ResNet-14), one epoch of
+# Fashion-MNIST's 55,000 training images is about 73 minutes for the twelve full-size models and about 25 for the
+# MAC-matched ones, so 2 seeds of each take about 3.3 hours of training: the most whole epochs that fit in about 4.
+DEFAULT_EPOCHS = 1
 DEFAULT_SEEDS = 2
+LENGTH_KEYS = ("iterations", "epochs")  # a length in ``extra`` replaces the comparison's own
 
 
 @dataclass(frozen=True)
@@ -53,19 +60,23 @@ def recipe_for(model: str) -> str:
     return FAMILY_RECIPES.get(model_info(model).lineage, DEFAULT_RECIPE)
 
 
-def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, budget: str | None = DEFAULT_BUDGET,
-         data: str | None = None, extra: dict | None = None) -> list[ModelCell]:
-    """Every (model, seed) cell, its config resolved and validated before anything trains. ``extra``: dotted
-    settings for every cell; one that sets ``iterations`` or ``epochs`` replaces the budget."""
+def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, epochs: int | None = None,
+         budget: str | None = None, data: str | None = None, extra: dict | None = None) -> list[ModelCell]:
+    """Every (model, seed) cell, its config resolved and validated before anything trains: ``epochs`` whole epochs
+    each (default DEFAULT_EPOCHS: equal images), or a wall ``budget`` each when one is given. ``extra``: dotted
+    settings for every cell; one that sets ``iterations`` or ``epochs`` replaces both."""
     if not models:
         raise UserError("name at least one model to compare, e.g. `resnet compare resnet20 densenet_bc100`")
     if len(set(models)) != len(models):
         raise UserError(f"a model is named twice in {' '.join(models)}; name each once")
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if epochs is not None and (epochs < 1 or budget):
+        raise UserError(f"--epochs must be a whole number of at least 1, without --budget; got {epochs}"
+                        + (f" with --budget {budget}" if budget else ""))
     extra = dict(extra or {})
-    if budget and not any(extra.get(key) is not None for key in ("iterations", "epochs")):
-        extra["budget"] = budget
+    if not any(extra.get(key) is not None for key in LENGTH_KEYS):
+        extra.update({"budget": budget} if budget else {"epochs": epochs or DEFAULT_EPOCHS})
     if data:
         extra["data.name"] = data
     cells = []
@@ -117,7 +128,7 @@ def cell_numbers(cell: ModelCell, results: dict) -> dict:
             "input_size": list(input_size), "img_per_s": images / seconds if seconds else 0.0,
             "train_minutes": results["train_minutes"], "steps": results["steps"], "epochs": results.get("epochs"),
             "precision": results.get("precision", ""), "device": results.get("device", ""),
-            "machine": results.get("machine", ""), "lr": run["lr"]}
+            "machine": results.get("machine", ""), "lr": run["lr"], "images_per_step": run["global_batch"]}
 
 
 def model_table(runs: list[dict]) -> list[dict]:
@@ -166,20 +177,24 @@ def results_markdown(table: list[dict], found: dict, meta: dict) -> str:
         + " (configs/, each saying what it is and why).", "",
         *(["Refused (not in the table): " + "; ".join(f"{r['model']} seed {r['seed']}: {r['reason']}"
                                                        for r in meta["refused"]), ""] if meta["refused"] else []),
-        "## Statements", "", *statement_lines(found), "",
-        "![accuracy against MACs and against training speed](comparison.png)", "",
+        "## Statements", "",
+        "Each with its conditions; \"reaches\" allows twice the larger seed spread below, \"beats\" needs more "
+        "than that above, and a gap inside the spread (or a single seed) is \"not shown\", never \"no\".", "",
+        *statement_lines(found), "",
+        "![training error against images and time; test top-1 against MACs and parameters](comparison.png)", "",
+        COMPARISON_CAPTION, "",
     ])
 
 
-def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUDGET, seeds: int = DEFAULT_SEEDS,
-               data: str | None = None, out: str | Path | None = None, extra: dict | None = None,
-               log: Callable = print) -> dict:
+def comparison(models: list[str] | None = None, epochs: int | None = None, budget: str | None = None,
+               seeds: int = DEFAULT_SEEDS, data: str | None = None, out: str | Path | None = None,
+               extra: dict | None = None, log: Callable = print) -> dict:
     """Train (or continue) every cell, then write the comparison's tables, figure and statements into ``out``;
     returns results.json."""
     started = time.perf_counter()
     models = list(models or DEFAULT_MODELS)
     out = Path(out or f"runs/compare-{data or 'fashion-mnist'}")
-    cells = plan(models, out, seeds, budget, data, extra)
+    cells = plan(models, out, seeds, epochs, budget, data, extra)
     check_reusable(cells)
     log(describe_plan(cells))
     make_dir(out, "output directory")
@@ -202,12 +217,40 @@ def comparison(models: list[str] | None = None, budget: str | None = DEFAULT_BUD
     return write_comparison(out, runs, cells[0], started, log, refused)
 
 
+def training_curves(runs: list[dict]) -> dict[str, dict]:
+    """Each model's training error against the images it has seen and its training time (at its mean speed), from
+    its first seed's steps.jsonl, and that seed's final test error: the figure's top panels."""
+    curves = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        steps_file = Path(r.get("run_dir", "")) / "steps.jsonl"
+        if r["model"] in curves or not r.get("run_dir") or not steps_file.is_file():
+            continue
+        records = read_jsonl(steps_file)
+        per_step = r["train_minutes"] * 60 / max(r["steps"], 1)
+        curves[r["model"]] = {"images": [x["step"] * r["images_per_step"] for x in records],
+                              "seconds": [x["step"] * per_step for x in records],
+                              "train_error": [max(x["train_error"], 0.01) for x in records],  # (a log axis)
+                              "test_error": max(100.0 - r["test_top1"], 0.01)}
+    return curves
+
+
+def conditions(cfg, runs: list[dict], meta: dict) -> str:
+    """What every statement of the comparison holds under: the data, the length (the images each model trained on,
+    or its wall budget), the seeds, the machine and the precision."""
+    where = f"{meta['seeds']} seed(s) each, on {meta['machine']} ({meta['precision']})"
+    if cfg.budget:
+        return (f"on {meta['data']} in {cfg.budget} of wall time per model (start-up, evaluations and the final test "
+                f"included), {where}")
+    images = sorted({round(r["steps"] * r["images_per_step"]) for r in runs if r.get("images_per_step")})
+    seen = f"{images[0]:,} training images" if len(images) == 1 else "the same epochs"
+    return f"on {meta['data']} at equal images ({seen}, {run_length(cfg)}, per model), {where}"
+
+
 def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: float, log: Callable = print,
                      refused: list[dict] | None = None) -> dict:
     """The comparison's table, statements, figure, results.md and results.json from every cell's numbers; the wall
     time and invocations add up over the comparison's sittings."""
     table = model_table(runs)
-    found = statements(table)
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     cfg = first.cfg
     recipes: dict[str, list[str]] = {}
@@ -223,8 +266,11 @@ def write_comparison(out: Path, runs: list[dict], first: ModelCell, started: flo
             "wall_minutes": previous.get("wall_minutes", 0.0) + (time.perf_counter() - started) / 60,
             "invocations": previous.get("invocations", 0) + 1, "date": time.strftime("%Y-%m-%d"),
             "refused": refused or []}
-    plot_comparison(table, out / "comparison.png", f"ResNet and its successors on {meta['data']}, "
-                                                   f"{meta['length']} each")
+    meta["conditions"] = conditions(cfg, runs, meta)
+    found = statements(table, meta["conditions"])
+    title = (f"ResNet and its successors on {meta['data']}, {meta['length']} each, {meta['seeds']} seed(s)\n"
+             f"{meta['machine']}, {meta['precision']}")
+    plot_comparison(table, training_curves(runs), out / "comparison.png", title)
     write_text(out / "results.md", results_markdown(table, found, meta))
     result = {**meta, "models": table, "statements": found, "runs": runs}
     write_json(out / "results.json", result)

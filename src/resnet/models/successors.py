@@ -11,6 +11,13 @@ its other layers.
 
 ``depth`` of these nets is their number of weighted layers (convolutions and linear layers, squeeze-excitation
 included), which is DenseNet's own count.
+
+Two groups are registered: each family at the size of its paper's ImageNet (or CIFAR) model (:data:`SUCCESSORS`), and
+each family small (:data:`SMALL_SUCCESSORS`), with the paper's own smaller setting where it has one, so that "fewer
+MACs" and "fewer parameters" are questions the comparison can answer. On a 1x28x28 image, against ResNet-20's
+30.8 M MACs: MobileNetV2 0.5x 23.1 M and 0.35x 12.8 M, ShuffleNetV2 0.5x 9.0 M, MnasNet 0.5 26.4 M, EfficientNet-B0
+at width and depth 0.5 17.2 M and Swin at width 24 18.0 M are below it; DenseNet-BC (L=40, k=12) at 55.1 M and
+RegNetX-200MF at 52.9 M are not (their 28 x 28 first stage costs what ImageNet's 56 x 56 costs at 224 px).
 """
 
 from __future__ import annotations
@@ -62,14 +69,18 @@ def _first_stride_two_to_one(settings: list) -> list:
 # ---------------------------------------------------------------------------------------------------- the families
 
 
-def densenet_bc100(*, num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> RehousedNet:
-    """DenseNet-BC (L=100, k=12), the CIFAR configuration of Huang et al. 2017 (Sec. 3): three dense blocks of 16
-    bottleneck layers, 2k=24 channels out of a 3x3 stem conv (no BN, ReLU or pool after it: the first dense layer
-    pre-activates), compression 0.5 in the transitions."""
-    net = tv.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4,
-                      drop_rate=drop_rate, num_classes=num_classes)
+def densenet_bc(*, depth: int = 100, growth_rate: int = 12, num_classes: int = 10, in_chans: int = 3,
+                drop_rate: float = 0.0) -> RehousedNet:
+    """DenseNet-BC (L=``depth``, k=``growth_rate``), the CIFAR configuration of Huang et al. 2017 (Sec. 3): three
+    dense blocks of (L - 4) / 6 bottleneck layers, 2k channels out of a 3x3 stem conv (no BN, ReLU or pool after it:
+    the first dense layer pre-activates), compression 0.5 in the transitions. L=100 and L=40 are the paper's."""
+    if (depth - 4) % 6:
+        raise ValueError(f"DenseNet-BC's depth is 6n + 4, got {depth}")
+    layers = (depth - 4) // 6
+    net = tv.DenseNet(growth_rate=growth_rate, block_config=(layers,) * 3, num_init_features=2 * growth_rate,
+                      bn_size=4, drop_rate=drop_rate, num_classes=num_classes)
     f = net.features
-    stem = nn.Conv2d(in_chans, 24, 3, padding=1, bias=False)
+    stem = nn.Conv2d(in_chans, 2 * growth_rate, 3, padding=1, bias=False)
     nn.init.kaiming_normal_(stem.weight)  # as the class initialises its convolutions (He, fan_in)
     stages = [nn.Sequential(f.denseblock1), nn.Sequential(f.transition1, f.denseblock2),
               nn.Sequential(f.transition2, f.denseblock3)]
@@ -77,13 +88,17 @@ def densenet_bc100(*, num_classes: int = 10, in_chans: int = 3, drop_rate: float
                        num_features=net.classifier.in_features, in_chans=in_chans)
 
 
-def mobilenet_v2_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.2) -> RehousedNet:
-    """MobileNetV2 (Sandler et al. 2018), width 1.0, with Table 2's inverted-residual setting at stride 1 in the stem
-    and in the first stride-2 row (24 channels)."""
+def mobilenet_v2_cifar(*, width_mult: float = 1.0, num_classes: int = 10, in_chans: int = 3,
+                       dropout: float = 0.2) -> RehousedNet:
+    """MobileNetV2 (Sandler et al. 2018) at ``width_mult`` (the paper's 1.0, 0.5, 0.35: every layer's channels but
+    the last 1,280 scaled, rounded to multiples of 8 as the class does), with Table 2's inverted-residual setting at
+    stride 1 in the stem and in the first stride-2 row (24 channels at width 1)."""
     setting = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
                [6, 320, 1, 1]]  # t, c, n, s; ImageNet's second row has s=2
-    net = tv.MobileNetV2(num_classes=num_classes, inverted_residual_setting=setting, dropout=dropout)
-    stem = Conv2dNormActivation(in_chans, 32, stride=1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6)
+    net = tv.MobileNetV2(num_classes=num_classes, width_mult=width_mult, inverted_residual_setting=setting,
+                         dropout=dropout)
+    stem = Conv2dNormActivation(in_chans, net.features[0].out_channels, stride=1, norm_layer=nn.BatchNorm2d,
+                                activation_layer=nn.ReLU6)
     _he_fan_out(stem[0])
     strides = [stride if i == 0 else 1 for _, _, n, stride in setting for i in range(n)]
     drop, fc = net.classifier
@@ -110,20 +125,25 @@ def mobilenet_v3_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: flo
                        in_chans=in_chans)
 
 
-def shufflenet_v2_cifar(*, num_classes: int = 10, in_chans: int = 3) -> RehousedNet:
-    """ShuffleNetV2 1.0x (Ma et al. 2018): stages of 4, 8, 4 units with 116/232/464 channels, the stem conv at
-    stride 1 and without its max-pool. torchvision gives the class no init of its own, nor the new stem."""
-    net = tv.ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], num_classes=num_classes)
+SHUFFLENET_WIDTHS = {1.0: [24, 116, 232, 464, 1024], 0.5: [24, 48, 96, 192, 1024]}  # Ma et al. 2018, Table 5
+
+
+def shufflenet_v2_cifar(*, width: float = 1.0, num_classes: int = 10, in_chans: int = 3) -> RehousedNet:
+    """ShuffleNetV2 1.0x or 0.5x (Ma et al. 2018): stages of 4, 8, 4 units with the paper's channels for the width,
+    the stem conv at stride 1 and without its max-pool. torchvision gives the class no init of its own, nor the new
+    stem."""
+    net = tv.ShuffleNetV2([4, 8, 4], SHUFFLENET_WIDTHS[width], num_classes=num_classes)
     stem = nn.Sequential(nn.Conv2d(in_chans, 24, 3, 1, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(inplace=True))
     return RehousedNet(stem, [net.stage2, net.stage3, net.stage4], net.conv5, nn.Flatten(1), net.fc,
                        num_features=net.fc.in_features, in_chans=in_chans)
 
 
-def efficientnet_b0_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.2,
-                          stochastic_depth_prob: float = 0.2) -> RehousedNet:
+def efficientnet_b0_cifar(*, width_mult: float = 1.0, depth_mult: float = 1.0, num_classes: int = 10,
+                          in_chans: int = 3, dropout: float = 0.2, stochastic_depth_prob: float = 0.2) -> RehousedNet:
     """EfficientNet-B0 (Tan & Le 2019), torchvision's setting with the stem and the first stride-2 stage at
-    stride 1."""
-    setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=1.0, depth_mult=1.0)
+    stride 1, its channels and block counts scaled by the compound-scaling multipliers ``width_mult`` and
+    ``depth_mult`` (1.0: B0 itself; below 1: the same rule scaled down, which the paper does not name)."""
+    setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=width_mult, depth_mult=depth_mult)
     setting = _first_stride_two_to_one(list(setting))
     net = tv.EfficientNet(setting, dropout, stochastic_depth_prob,
                           num_classes=num_classes, last_channel=last_channel)
@@ -135,11 +155,16 @@ def efficientnet_b0_cifar(*, num_classes: int = 10, in_chans: int = 3, dropout: 
                        nn.Sequential(nn.Flatten(1), drop), fc, num_features=fc.in_features, in_chans=in_chans)
 
 
-def regnet_x_400mf_cifar(*, num_classes: int = 10, in_chans: int = 3) -> RehousedNet:
-    """RegNetX-400MF (Radosavovic et al. 2020: a net of the design space, not a hand design), torchvision's block
-    parameters with the first stage at stride 1 and a stride-1 stem (given through the class's ``stem_type``)."""
+REGNETX = {"400mf": dict(depth=22, w_0=24, w_a=24.48, w_m=2.54, group_width=16),  # torchvision's regnet_x_400mf
+           "200mf": dict(depth=13, w_0=24, w_a=36.44, w_m=2.49, group_width=8)}  # the paper's RegNetX-200MF
+
+
+def regnet_x_cifar(*, size: str = "400mf", num_classes: int = 10, in_chans: int = 3) -> RehousedNet:
+    """RegNetX-400MF or -200MF (Radosavovic et al. 2020, Appendix: nets of the design space, not hand designs), their
+    block parameters with the first stage at stride 1 and a stride-1 stem (given through the class's
+    ``stem_type``)."""
     with torch.device("cpu"):  # (it computes the widths with tensors, which a meta-device build could not read)
-        params = BlockParams.from_init_params(depth=22, w_0=24, w_a=24.48, w_m=2.54, group_width=16)
+        params = BlockParams.from_init_params(**REGNETX[size])
     params.strides = [1] + list(params.strides[1:])
 
     def stem_type(_width_in: int, width_out: int, norm_layer, activation_layer) -> nn.Module:
@@ -149,6 +174,31 @@ def regnet_x_400mf_cifar(*, num_classes: int = 10, in_chans: int = 3) -> Rehouse
     net = tv.RegNet(params, num_classes=num_classes, stem_type=stem_type)
     return RehousedNet(net.stem, list(net.trunk_output), nn.Identity(), nn.Flatten(1), net.fc,
                        num_features=net.fc.in_features, in_chans=in_chans)
+
+
+def mnasnet_cifar(*, alpha: float = 0.5, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.2,
+                  bn_momentum: float = 0.1) -> RehousedNet:
+    """MnasNet-B1 (Tan et al. 2019: the searched net without squeeze-excitation), torchvision's MNASNet at its
+    depth multiplier ``alpha`` (the paper's 0.5 scales every layer's channels but the last 1,280), with the stem
+    conv and the first stride-2 stack at stride 1. BN momentum 0.1, as every other net here, not the class's
+    TensorFlow-style 0.0003, whose running statistics would barely leave their start in a short run (see
+    :func:`mobilenet_v3_cifar`)."""
+    net = tv.MNASNet(alpha, num_classes=num_classes, dropout=dropout)
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = bn_momentum
+    layers = list(net.layers)  # stem conv, BN, ReLU, separable conv (6 modules), six stacks, 1x1 conv, BN, ReLU
+    stem_conv = nn.Conv2d(in_chans, layers[0].out_channels, 3, padding=1, stride=1, bias=False)
+    nn.init.kaiming_normal_(stem_conv.weight, mode="fan_out", nonlinearity="relu")  # as the class initialises convs
+    first_stack = layers[8]
+    first_stack[0].layers[3].stride = (1, 1)  # the depthwise conv of its first block
+    stem = nn.Sequential(stem_conv, *layers[1:8])
+    stacks = layers[8:14]
+    stages = [nn.Sequential(stacks[0]), nn.Sequential(stacks[1]), nn.Sequential(stacks[2], stacks[3]),
+              nn.Sequential(stacks[4], stacks[5])]  # a new stage where a stack halves the map
+    drop, fc = net.classifier
+    return RehousedNet(stem, stages, nn.Sequential(*layers[14:]), nn.Sequential(nn.Flatten(1), drop), fc,
+                       num_features=fc.in_features, in_chans=in_chans)
 
 
 def convnext_cifar(*, num_classes: int = 10, in_chans: int = 3, stochastic_depth_prob: float = 0.0) -> RehousedNet:
@@ -169,15 +219,17 @@ def convnext_cifar(*, num_classes: int = 10, in_chans: int = 3, stochastic_depth
                        in_chans=in_chans)
 
 
-def swin_cifar(*, num_classes: int = 10, in_chans: int = 3, stochastic_depth_prob: float = 0.1) -> RehousedNet:
+def swin_cifar(*, embed_dim: int = 48, num_classes: int = 10, in_chans: int = 3,
+               stochastic_depth_prob: float = 0.1) -> RehousedNet:
     """Swin Transformer (Liu et al. 2021) for small images: 2x2 patches, 4x4 windows, three stages of 2/2/6 blocks
-    with 48/96/192 channels and 3/6/12 heads, all through the class's arguments; only the patch embedding's conv
-    takes ``in_chans`` channels. Unlike ViT, Swin has no absolute position table, so it reads 28 and 32 px alike."""
-    net = tv.SwinTransformer(patch_size=[2, 2], embed_dim=48, depths=[2, 2, 6], num_heads=[3, 6, 12],
+    with ``embed_dim`` x 1/2/4 channels (48: 48/96/192) and 3/6/12 heads, all through the class's arguments; only the
+    patch embedding's conv takes ``in_chans`` channels. Unlike ViT, Swin has no absolute position table, so it reads
+    28 and 32 px alike."""
+    net = tv.SwinTransformer(patch_size=[2, 2], embed_dim=embed_dim, depths=[2, 2, 6], num_heads=[3, 6, 12],
                              window_size=[4, 4], stochastic_depth_prob=stochastic_depth_prob,
                              num_classes=num_classes)
     stem = net.features[0]
-    stem[0] = nn.Conv2d(in_chans, 48, kernel_size=2, stride=2)  # PyTorch's default init, as the class leaves it
+    stem[0] = nn.Conv2d(in_chans, embed_dim, kernel_size=2, stride=2)  # PyTorch's default init, as the class's
     f = list(net.features)  # patch embedding, stage, merging, stage, merging, stage
     stages = [f[1]] + [nn.Sequential(f[i], f[i + 1]) for i in range(2, len(f), 2)]
     return RehousedNet(stem, stages, nn.Sequential(net.norm, net.permute), nn.Flatten(1), net.head,
@@ -186,18 +238,29 @@ def swin_cifar(*, num_classes: int = 10, in_chans: int = 3, stochastic_depth_pro
 
 # ------------------------------------------------------------------------------------------------------ registry
 
-# name -> (builder, lineage, weighted layers)
+# name -> (builder, lineage, weighted layers): each family at its paper's size ...
 SUCCESSORS = {
-    "densenet_bc100": (densenet_bc100, "densenet", 100),
+    "densenet_bc100": (partial(densenet_bc, depth=100), "densenet", 100),
     "mobilenet_v2_cifar": (mobilenet_v2_cifar, "mobilenet", 53),
     "mobilenet_v3_cifar": (mobilenet_v3_cifar, "mobilenet", 64),
     "shufflenet_v2_cifar": (shufflenet_v2_cifar, "shufflenet", 57),
     "efficientnet_b0_cifar": (efficientnet_b0_cifar, "efficientnet", 82),
-    "regnet_x_400mf_cifar": (regnet_x_400mf_cifar, "regnet", 71),
+    "regnet_x_400mf_cifar": (partial(regnet_x_cifar, size="400mf"), "regnet", 71),
     "convnext_cifar": (convnext_cifar, "convnext", 41),
     "swin_cifar": (swin_cifar, "transformer", 44),
 }
+# ... and small: the paper's smaller settings where it has them, most at or below ResNet-20's 30.8 M MACs
+SMALL_SUCCESSORS = {
+    "mobilenet_v2_050_cifar": (partial(mobilenet_v2_cifar, width_mult=0.5), "mobilenet", 53),
+    "mobilenet_v2_035_cifar": (partial(mobilenet_v2_cifar, width_mult=0.35), "mobilenet", 53),
+    "shufflenet_v2_x0_5_cifar": (partial(shufflenet_v2_cifar, width=0.5), "shufflenet", 57),
+    "mnasnet0_5_cifar": (partial(mnasnet_cifar, alpha=0.5), "mnasnet", 53),
+    "regnet_x_200mf_cifar": (partial(regnet_x_cifar, size="200mf"), "regnet", 45),
+    "densenet_bc40": (partial(densenet_bc, depth=40), "densenet", 40),
+    "efficientnet_b0_050_cifar": (partial(efficientnet_b0_cifar, width_mult=0.5, depth_mult=0.5), "efficientnet", 52),
+    "swin_w24_cifar": (partial(swin_cifar, embed_dim=24), "transformer", 44),
+}
 
-for _name, (_builder, _lineage, _depth) in SUCCESSORS.items():
+for _name, (_builder, _lineage, _depth) in {**SUCCESSORS, **SMALL_SUCCESSORS}.items():
     register(_name, _builder, family="cifar", depth=_depth, input_size=_INPUT, default_classes=10,
              lineage=_lineage, paper_error=4.51 if _name == "densenet_bc100" else None)
