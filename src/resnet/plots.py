@@ -186,10 +186,13 @@ def plot_gradients(nets: dict[str, dict], path: Path, title: str = "") -> None:
     _save(fig, path, 130)
 
 
-def plot_very_deep(nets: list[dict], path: Path, title: str = "") -> None:
-    """Very deep nets: training loss over the first steps (left; a running mean over 10 steps) and each stage's
-    gradient norm at initialisation (right, log scale). ``nets``: ``net``, ``loss`` (per step), ``stage_norms``."""
+def plot_very_deep(nets: list[dict], path: Path, title: str = "", classes: int = 10) -> None:
+    """Very deep nets: training loss over the first steps (left; a running mean over 10 steps, chance marked: the
+    loss of a uniform guess among ``classes``, ln ``classes``) and each stage's gradient norm at initialisation
+    (right, log scale). ``nets``: ``net``, ``loss`` (per step), ``stage_norms``."""
     fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(12, 4.5))
+    chance = float(np.log(classes))
+    ax_loss.axhline(chance, color="grey", ls=":", lw=1.2, label=f"chance: ln {classes} = {chance:.2f}")
     for net in nets:
         plain = net["net"].startswith("plain")
         style = {"ls": "--" if plain else "-", "color": "tab:red" if plain else "tab:blue", "label": net["net"]}

@@ -139,13 +139,16 @@ def _pointwise_mean(runs: list[list[float]]) -> list[float]:
 
 
 def net_responses(cells: list[CellResult]) -> dict[str, dict]:
-    """Net -> its layer response stds averaged over seeds, and their mean over layers (Figure 7's numbers)."""
+    """Net -> its layer response stds averaged over seeds, their mean over layers (Figure 7's numbers), and that mean
+    seed by seed (``seed_means``: the spread a verdict is tested against)."""
     nets: dict[str, dict] = {}
     for c in cells:
         nets.setdefault(c.net, {"kind": c.kind, "depth": c.depth, "runs": []})["runs"].append(c.responses)
     for net in nets.values():
-        net["std"] = _pointwise_mean(net.pop("runs"))
+        runs = net.pop("runs")
+        net["std"] = _pointwise_mean(runs)
         net["mean_std"] = statistics.fmean(net["std"])
+        net["seed_means"] = [statistics.fmean(r) for r in runs]
     return nets
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from itertools import pairwise
 
-YES, NO, NOT_MEASURED = "yes", "no", "n/a"
+YES, NO, NOT_SHOWN, NOT_MEASURED = "yes", "no", "not shown", "n/a"
 KINDS = {"plain": "plain", "resnet": "residual"}
 PAPER_ITERATIONS = 64_000  # the paper's CIFAR schedule (Sec. 4.2), behind Fig. 6's ordering of the residual nets
 
@@ -62,13 +62,14 @@ def order_verdict(table: list[dict], kind: str, rising: bool) -> dict:
 
 def margin_verdict(table: list[dict], kind: str, rising: bool) -> dict:
     """Is the gap between the shallowest and the deepest net, in the expected direction, more than twice the larger
-    of their two standard deviations over seeds? With one seed there is no spread to compare with: "n/a"."""
+    of their two standard deviations over seeds? "No" only when it goes the other way by more than that; a gap inside
+    the spread is "not shown". With one seed there is no spread to compare with: "n/a"."""
     rows = _rows(table, kind)
     shallow, deep = rows[0], rows[-1]
     gap = (deep["train_error"] - shallow["train_error"]) * (1 if rising else -1)
     spread = max(shallow["train_error_std"], deep["train_error_std"])
     seeds = min(shallow["seeds"], deep["seeds"])
-    answer = NOT_MEASURED if seeds < 2 else (YES if gap > 2 * spread else NO)
+    answer = NOT_MEASURED if seeds < 2 else (YES if gap > 2 * spread else NO if gap < -2 * spread else NOT_SHOWN)
     return {"answer": answer, "shallow": shallow["net"], "deep": deep["net"], "gap": gap, "larger_std": spread,
             "seeds": seeds,
             "claim": f"the {shallow['net']} vs {deep['net']} gap exceeds twice the larger standard deviation",
@@ -78,8 +79,10 @@ def margin_verdict(table: list[dict], kind: str, rising: bool) -> dict:
 
 def cure_verdict(table: list[dict]) -> dict:
     """Residual learning cures degradation: at every depth above the shallowest, the residual net's training error
-    is below its plain twin's by more than twice the larger of their standard deviations, and no residual net is worse
-    than the shallowest residual net by more than twice the larger of theirs. With one seed: "n/a"."""
+    is below its plain twin's by more than twice the larger of their standard deviations, and no residual net is
+    worse than the shallowest residual net by more than twice the shallowest's own standard deviation (its seeds'
+    noise). A check that the seeds' spread decides neither way (a gap inside twice the larger spread) makes the
+    answer "not shown", never "yes" or "no"; one that fails beyond it, "no". With one seed: "n/a"."""
     plain = {r["depth"]: r for r in _rows(table, "plain")}
     residual = _rows(table, "resnet")
     base, deeper = residual[0], [r for r in residual[1:] if r["depth"] in plain]
@@ -87,24 +90,27 @@ def cure_verdict(table: list[dict]) -> dict:
         raise ValueError("the cure verdict needs a plain/residual pair deeper than the shallowest residual net")
     claim = (f"residual learning cures degradation: at every depth above {base['depth']} the residual net trains "
              f"better than its plain twin by more than twice the larger standard deviation, and no residual net is "
-             f"worse than {base['net']} by more than that")
+             f"worse than {base['net']} by more than twice its spread")
     seeds = min(r["seeds"] for r in [base, *deeper, *(plain[r["depth"]] for r in deeper)])
     if seeds < 2:
         return {"answer": NOT_MEASURED, "claim": claim, "seeds": seeds,
                 "evidence": "one seed: no spread to compare the gaps with"}
-    checks, evidence = [], []
+    outcomes, evidence = [], []  # each check: True (holds), False (fails beyond the spread), None (inside it)
     for r in deeper:
         twin = plain[r["depth"]]
         gap, spread = twin["train_error"] - r["train_error"], max(twin["train_error_std"], r["train_error_std"])
-        checks.append(gap > 2 * spread)
+        outcomes.append(True if gap > 2 * spread else False if gap < -2 * spread else None)
         evidence.append(f"{twin['net']} - {r['net']} = {gap:.2f} {'>' if gap > 2 * spread else '<='} "
                         f"2 x {spread:.2f}")
+    noise = base["train_error_std"]
     for r in deeper:
-        excess, spread = r["train_error"] - base["train_error"], max(r["train_error_std"], base["train_error_std"])
-        checks.append(excess <= 2 * spread)
-        evidence.append(f"{r['net']} - {base['net']} = {excess:.2f} {'<=' if excess <= 2 * spread else '>'} "
-                        f"2 x {spread:.2f}")
-    return {"answer": YES if all(checks) else NO, "claim": claim, "seeds": seeds, "evidence": "; ".join(evidence)}
+        excess, spread = r["train_error"] - base["train_error"], max(r["train_error_std"], noise)
+        outcomes.append(True if excess <= 2 * noise else False if excess > 2 * spread else None)
+        evidence.append(f"{r['net']} - {base['net']} = {excess:.2f} " + (
+            f"<= 2 x {noise:.2f}" if excess <= 2 * noise else f"> 2 x {spread:.2f}" if excess > 2 * spread else
+            f"> 2 x {noise:.2f} ({base['net']}'s spread) but <= 2 x {spread:.2f} ({r['net']}'s)"))
+    answer = NO if False in outcomes else YES if all(outcomes) else NOT_SHOWN
+    return {"answer": answer, "claim": claim, "seeds": seeds, "evidence": "; ".join(evidence)}
 
 
 def budget_note(verdict: dict, iterations: int | None) -> dict:
@@ -130,26 +136,52 @@ def verdicts(table: list[dict], iterations: int | None = None) -> dict:
             "residual_margin": residual["residual_margin"], "residual_cures": cure_verdict(table)}
 
 
+def _weaker(a: dict, b: dict) -> bool | None:
+    """Does net ``a`` respond more weakly than net ``b`` (mean layer std)? True or False when the difference of means
+    is beyond twice the larger of their seeds' standard deviations, None inside it or with one seed of either."""
+    seeds_a, seeds_b = a.get("seed_means", [a["mean_std"]]), b.get("seed_means", [b["mean_std"]])
+    if min(len(seeds_a), len(seeds_b)) < 2:
+        return None
+    margin = 2 * max(statistics.stdev(seeds_a), statistics.stdev(seeds_b))
+    gap = b["mean_std"] - a["mean_std"]
+    return True if gap > margin else False if gap < -margin else None
+
+
+def _answer(outcomes: list[bool | None]) -> str:
+    return NO if False in outcomes else YES if outcomes and all(outcomes) else NOT_SHOWN
+
+
+def _spread_note(nets: list[dict]) -> str:
+    seeds = [n.get("seed_means", [n["mean_std"]]) for n in nets]
+    if min(len(s) for s in seeds) < 2:
+        return "; one seed: no spread to test the differences against"
+    return f"; seed spread (std) up to {max(statistics.stdev(s) for s in seeds):.3f}"
+
+
 def response_verdicts(responses: dict[str, dict]) -> dict:
     """Figure 7's two observations from the mean layer response std of each net (``responses`` maps a net name to
-    ``kind``, ``depth`` and ``mean_std``): residual nets respond more weakly than the plain net of the same depth,
-    and deeper residual nets more weakly still (strictly, from each depth to the next)."""
-    by = {(r["kind"], r["depth"]): r["mean_std"] for r in responses.values()}
+    ``kind``, ``depth``, ``mean_std`` and the seeds' ``seed_means``): residual nets respond more weakly than the
+    plain net of the same depth, and deeper residual nets more weakly still (from each depth to the next). Each
+    difference counts only beyond twice the larger seed spread: "no" when one goes the other way beyond it, "not
+    shown" when one is inside it (or there is one seed)."""
+    by = {(r["kind"], r["depth"]): r for r in responses.values()}
     depths = sorted(d for k, d in by if k == "resnet")
     paired = [d for d in depths if ("plain", d) in by]
-    weaker = [by[("resnet", d)] < by[("plain", d)] for d in paired]
     residual = [by[("resnet", d)] for d in depths]
+    plain_pairs = [(by[("resnet", d)], by[("plain", d)]) for d in paired]
     return {
         "residual_weaker_than_plain": {
-            "answer": NOT_MEASURED if not paired else (YES if all(weaker) else NO),
+            "answer": NOT_MEASURED if not paired else _answer([_weaker(r, p) for r, p in plain_pairs]),
             "claim": "residual nets respond more weakly than plain nets of the same depth (mean layer std)",
-            "evidence": (", ".join(f"{d}: {by[('resnet', d)]:.3f} vs {by[('plain', d)]:.3f}" for d in paired)
-                         or "no plain net in this study")},
+            "evidence": (", ".join(f"{d}: {r['mean_std']:.3f} vs {p['mean_std']:.3f}"
+                                   for d, (r, p) in zip(paired, plain_pairs))
+                         + _spread_note([n for pair in plain_pairs for n in pair])
+                         if paired else "no plain net in this study")},
         "deeper_residual_weaker": {
-            "answer": NOT_MEASURED if len(depths) < 2 else (
-                YES if all(b < a for a, b in pairwise(residual)) else NO),
-            "claim": "deeper residual nets respond more weakly still (mean layer std falls strictly with depth)",
-            "evidence": _chain([f"resnet{d}" for d in depths], residual, 3)},
+            "answer": NOT_MEASURED if len(depths) < 2 else _answer([_weaker(b, a) for a, b in pairwise(residual)]),
+            "claim": "deeper residual nets respond more weakly still (mean layer std falls with depth)",
+            "evidence": _chain([f"resnet{d}" for d in depths], [r["mean_std"] for r in residual], 3)
+                        + (_spread_note(residual) if len(depths) >= 2 else "")},
     }
 
 

@@ -103,14 +103,16 @@ def very_deep(depth: int = 1202, steps: int = STEPS, batch_size: int = BATCH_SIZ
     lr = LR_AT_128 * batch_size / 128
     log(f"plain{depth} and resnet{depth}: {len(batches)} steps of {batch_size} {data} images each, the same for "
         f"both, {precision} on {dev}")
-    nets = [train_first_steps(f"{kind}{depth}", batches, dev, precision, seed, lr, log)
+    classes = len(open_split(data, "train", limit=1).classes)
+    nets = [train_first_steps(f"{kind}{depth}", batches, dev, precision, seed, lr, log, num_classes=classes)
             for kind in ("plain", "resnet")]
     plain, residual = nets
     results = {"learns_where_plain_does_not": "yes" if residual["learns"] and not plain["learns"] else "no",
                "depth": depth, "data": data, "steps": len(batches), "batch_size": batch_size, "seed": seed,
                "lr": lr, "warmup": WARMUP, "precision": precision, "device": str(dev),
                "machine": cpu_summary() if dev.type == "cpu" else torch.cuda.get_device_name(dev), "nets": nets}
-    plot_very_deep(nets, out / "very_deep.png", f"The first {len(batches)} steps of {depth}-layer nets on {data}")
+    plot_very_deep(nets, out / "very_deep.png", f"The first {len(batches)} steps of {depth}-layer nets on {data}",
+                   classes=classes)
     write_json(out / "results.json", results)
     write_text(out / "results.md", results_md(results))
     log(results_md(results))
