@@ -47,3 +47,23 @@ def test_a_colour_folder_trains_without_a_loss_spike(tmp_path):
     assert max(losses) <= losses[0], f"step {losses.index(max(losses)) + 1} spiked to {max(losses):.2f} " \
                                      f"from {losses[0]:.2f}"
     assert sum(losses[-10:]) / 10 < 0.8 * losses[0]  # and it learns
+
+
+def test_mixup_and_cutmix_only_in_a_run_long_enough_for_them(tmp_path):
+    """data.mix_from_epochs: MixUp/CutMix train a run of at least that many epochs and not a shorter one; the banner
+    says which and why."""
+    from resnet.train.setup import mix_note, mixes
+    from resnet.train.trainer import Trainer
+
+    root = write_colour_folder(tmp_path / "colour", per_class=12)
+    asked = {"data.name": f"imagefolder:{root}", "data.mixup": 0.2, "data.cutmix": 1.0, "data.mix_from_epochs": 10}
+    for epochs, on in ((9, False), (10, True)):
+        cfg = load_config(None, {**asked, "epochs": epochs, "out": str(tmp_path / f"run{epochs}")}, ["threads=1"])
+        trainer = Trainer(cfg, log=lambda *a, **k: None)
+        assert trainer.state.mixing is on and (trainer.ctx.mixer is not None) is on
+        assert mixes(cfg, epochs) is on
+        assert mix_note(cfg, epochs, on) == (f"MixUp/CutMix {'on' if on else 'off'}: the run holds {epochs} epochs, "
+                                             f"{'at least' if on else 'fewer than'} data.mix_from_epochs=10")
+    assert load_config(None, {"data.name": f"imagefolder:{root}"}).data.mix_from_epochs == 100  # the recipe's
+    plain = load_config(None, {"data.name": f"imagefolder:{root}", "data.mix_from_epochs": None})
+    assert mixes(plain, 1) and mix_note(plain, 1, True) is None  # no threshold: whenever set, and no note

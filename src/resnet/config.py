@@ -335,6 +335,8 @@ def validate(cfg: Config) -> Config:
     _check(d.crop_padding >= 0, f"data.crop_padding must be >= 0, got {d.crop_padding}")
     _check(0 <= d.random_erasing <= 1, f"data.random_erasing must be a probability, got {d.random_erasing}")
     _check(d.mixup >= 0 and d.cutmix >= 0, "data.mixup and data.cutmix must be >= 0")
+    _check(d.mix_from_epochs is None or d.mix_from_epochs > 0,
+           f"data.mix_from_epochs must be a positive number of epochs or null, got {d.mix_from_epochs}")
     _check(d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
     eval_crop = d.eval_crop or d.image_size
     _check(d.image_size >= 8 and eval_crop >= 8, "data.image_size and data.eval_crop must be at least 8")

@@ -37,6 +37,8 @@ class DataConfig:
     auto_augment: AutoAugment | None = None  # file-based sets
     mixup: float = 0.0  # Beta(alpha, alpha) of MixUp; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off
+    mix_from_epochs: float | None = None  # MixUp/CutMix only in a run of at least this many epochs (a budget run: as
+    #                                       planned; the run keeps the decision); None: whenever they are set
     workers: int = 2  # file-based sets: data-loader worker processes
     bad_images: BadImages = "error"  # file-based sets
     verify: Verify = "cached"  # file-based sets: decode every file (full), only new or changed ones (cached), none (off)

@@ -30,7 +30,7 @@ from .precise_bn import batchnorms
 from .probe import probe_run
 from .resolution import fit_resolution
 from .run_state import RunState
-from .setup import configure_torch, make_card, make_context, model_for, wrap_for_training
+from .setup import configure_torch, make_card, make_context, mixes, model_for, wrap_for_training
 from .space import check_space
 
 
@@ -153,12 +153,14 @@ def time_pieces(cfg: Config, where: Placement, parts: Parts, budget_s: float) ->
     return step_s, eval_s + bn_s, test_s + bn_s
 
 
-def new_state(cfg: Config, where: Placement, parts: Parts, length: Length, run_dir: Path) -> RunState:
-    """The run's state at step 0 (a resumed run's checkpoint restores its progress into it)."""
-    world = where.env.world
+def new_state(cfg: Config, where: Placement, parts: Parts, length: Length, run_dir: Path, saved: dict) -> RunState:
+    """The run's state at step 0 (a resumed run's checkpoint restores its progress into it later). A decision the
+    steps are built from is taken from a resumed run's checkpoint (``saved``), as it was made when the run began."""
+    world, spe = where.env.world, len(parts.data.train)
     return RunState(run_dir=str(run_dir), device=str(where.device), precision=where.precision, world_size=world,
-                    global_batch=cfg.batch_size * world, lr=parts.lr, steps_per_epoch=len(parts.data.train),
-                    total_steps=length.total_steps, train_size=length.train_size)
+                    global_batch=cfg.batch_size * world, lr=parts.lr, steps_per_epoch=spe,
+                    total_steps=length.total_steps, train_size=length.train_size,
+                    mixing=saved.get("mixing", mixes(cfg, length.total_steps / spe)))
 
 
 @dataclass
@@ -182,6 +184,7 @@ def build_stepping(cfg: Config, where: Placement, parts: Parts, length: Length, 
     train_model = wrap_for_training(model, cfg, where.env, where.device,
                                     unused_parameters=bool(finetune and finetune.toggles))
     ctx = make_context(cfg, train_model, optimizer, scheduler, where.device, where.precision, len(parts.data.classes),
-                       ema_of=model, freeze=finetune.apply if finetune else None, progress=state)
+                       ema_of=model, freeze=finetune.apply if finetune else None, progress=state,
+                       mixing=state.mixing)
     return Stepping(optimizer, scheduler, ctx, make_step(ctx, cfg.cuda_graph, distributed=where.env.enabled,
                                                          compiled=cfg.compile, log=where.say))

@@ -33,6 +33,7 @@ class RunState:
     train_seconds: float = 0.0  # training time so far (evaluations included), across resumes
     budget: dict | None = None  # the budget keeper's state (train/budget.py)
     train_size: int | None = None  # side of the training crops when a budget chose it below data.image_size
+    mixing: bool = False  # MixUp/CutMix on (data.mix_from_epochs decides it from the planned length, once)
     changes: dict[str, Any] = field(default_factory=dict)  # config keys the resumes changed (dotted -> value)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 

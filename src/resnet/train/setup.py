@@ -61,6 +61,23 @@ def model_for(cfg: Config, data: DataBundle, device: torch.device, env: DistEnv,
     return model, note
 
 
+def mixes(cfg: Config, epochs: float) -> bool:
+    """Does a run of ``epochs`` epochs train on MixUp/CutMix? When the recipe sets them, and, with
+    ``data.mix_from_epochs``, only when the run is that long: mixing regularises a long run of a small folder and
+    slows a short one down."""
+    d = cfg.data
+    return bool(d.mixup or d.cutmix) and (d.mix_from_epochs is None or epochs >= d.mix_from_epochs)
+
+
+def mix_note(cfg: Config, epochs: float, mixing: bool) -> str | None:
+    """The banner's line on a length-dependent MixUp/CutMix (None when the recipe does not make it so)."""
+    d = cfg.data
+    if d.mix_from_epochs is None or not (d.mixup or d.cutmix):
+        return None
+    return (f"MixUp/CutMix {'on' if mixing else 'off'}: the run holds {epochs:.3g} epochs, "
+            f"{'at least' if mixing else 'fewer than'} data.mix_from_epochs={d.mix_from_epochs:g}")
+
+
 def make_mixer(cfg: Config, num_classes: int):
     """MixUp / CutMix from torchvision (one of them per batch when both are on), seeded per step."""
     d = cfg.data
@@ -88,15 +105,15 @@ def make_card(cfg: Config, data: DataBundle) -> ModelCard:
 
 def make_context(cfg: Config, model: nn.Module, optimizer, scheduler, device: torch.device, precision: str,
                  num_classes: int, ema_of: nn.Module | None = None, freeze=None,
-                 progress: Progress | None = None) -> TrainContext:
+                 progress: Progress | None = None, mixing: bool = True) -> TrainContext:
     """What one step of this recipe touches around ``model`` (loss, precision, clipping, EMA of ``ema_of``, by
-    default ``model`` itself, and MixUp/CutMix); its steps advance ``progress`` (a run's state), or a counter of
-    their own."""
+    default ``model`` itself, and MixUp/CutMix unless ``mixing`` is false); its steps advance ``progress`` (a run's
+    state), or a counter of their own."""
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = make_ema(ema_of or model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
     return TrainContext(model, optimizer, scheduler, scaler, criterion, device, precision, cfg.grad_clip, ema,
-                        cfg.ema_every, make_mixer(cfg, num_classes), freeze=freeze,
+                        cfg.ema_every, make_mixer(cfg, num_classes) if mixing else None, freeze=freeze,
                         progress=progress if progress is not None else StepCount())
 
 

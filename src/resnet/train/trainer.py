@@ -31,6 +31,7 @@ from .precise_bn import recompute_bn
 from .report import RunResult, banner, results, write_final
 from .run_files import (checkpoint, claim_run_dir, ending_on_failed_write, open_run_dir, restore, saved_run_state,
                         write_checkpoint, write_snapshot)
+from .setup import mix_note
 from .stop import StopFlag
 
 
@@ -50,7 +51,7 @@ class Trainer:
         self.data, self.model = self.parts.data, self.parts.model
         self.length = plan_length(cfg, self.where, self.parts, saved, started)
         self.keeper = self.length.keeper
-        self.state = new_state(cfg, self.where, self.parts, self.length, run_dir)
+        self.state = new_state(cfg, self.where, self.parts, self.length, run_dir, saved)
         self.stepping = build_stepping(cfg, self.where, self.parts, self.length, self.state)
         self.optimizer, self.ctx = self.stepping.optimizer, self.stepping.ctx
         self.run_dir, self.last_checkpoint = run_dir, found.path if found else None
@@ -95,7 +96,9 @@ class Trainer:
 
     def run(self) -> RunResult:
         cfg, parts = self.cfg, self.parts
-        notes = [parts.init_note, self.length.size_note, parts.finetune.describe() if parts.finetune else None,
+        epochs = self.state.total_steps / self.state.steps_per_epoch
+        notes = [parts.init_note, self.length.size_note, mix_note(cfg, epochs, self.state.mixing),
+                 parts.finetune.describe() if parts.finetune else None,
                  f"precise BN: BatchNorm statistics re-estimated on {parts.bn_sample.size:,} training images (augmented"
                  f" as in training) before every evaluation" if parts.bn_sample else None]
         graphs = graph_note(self.stepping.step_fn, self.ctx, cfg.cuda_graph, self.env.enabled, cfg.compile)
