@@ -43,7 +43,7 @@ DEFAULT_MODELS = ("resnet14", "resnet20", "resnet56", "plain20", *SUCCESSORS, *S
 # Equal images by default: one epoch of the training set for every model. At the training speeds measured on a 2-core
 # AVX512-BF16 CPU in bf16 (docs/comparison/bf16: 38 img/s for DenseNet-BC-100 to 1,537 for ResNet-14), one epoch of
 # Fashion-MNIST's 55,000 training images is about 73 minutes for the twelve full-size models and about 25 for the
-# MAC-matched ones, so 2 seeds of each take about 3.3 hours of training: the most whole epochs that fit in about 4.
+# small ones, so 2 seeds of each take about 3.3 hours of training: the most whole epochs that fit in about 4.
 DEFAULT_EPOCHS = 1
 DEFAULT_SEEDS = 2
 LENGTH_KEYS = ("iterations", "epochs")  # a length in ``extra`` replaces the comparison's own
