@@ -12,7 +12,7 @@ measures no spread, and a gap inside the spread refutes nothing).
 
 from __future__ import annotations
 
-YES, NO, NOT_SHOWN, NOT_MEASURED = "yes", "no", "not shown", "n/a"
+from .verdicts import NO, NOT_MEASURED, NOT_SHOWN, YES  # the answers the degradation study gives too
 BASELINE = "resnet20"  # the paper's smallest CIFAR ResNet: the yardstick of "reaches ResNet's accuracy"
 RESNET_LINEAGE = "resnet"  # the paper's nets and their twins; every other lineage is a successor
 

@@ -13,6 +13,16 @@ KINDS = {"plain": "plain", "resnet": "residual"}
 PAPER_ITERATIONS = 64_000  # the paper's CIFAR schedule (Sec. 4.2), behind Fig. 6's ordering of the residual nets
 
 
+def _beyond(gap: float, margin: float) -> bool | None:
+    """A difference against its margin: True beyond it, False beyond it the other way, None inside it."""
+    return True if gap > margin else False if gap < -margin else None
+
+
+def _answer(outcomes: list[bool | None]) -> str:
+    """Yes when every check holds; no when one fails beyond its margin; else (one inside it) not shown."""
+    return NO if False in outcomes else YES if outcomes and all(outcomes) else NOT_SHOWN
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -69,7 +79,7 @@ def margin_verdict(table: list[dict], kind: str, rising: bool) -> dict:
     gap = (deep["train_error"] - shallow["train_error"]) * (1 if rising else -1)
     spread = max(shallow["train_error_std"], deep["train_error_std"])
     seeds = min(shallow["seeds"], deep["seeds"])
-    answer = NOT_MEASURED if seeds < 2 else (YES if gap > 2 * spread else NO if gap < -2 * spread else NOT_SHOWN)
+    answer = NOT_MEASURED if seeds < 2 else _answer([_beyond(gap, 2 * spread)])
     return {"answer": answer, "shallow": shallow["net"], "deep": deep["net"], "gap": gap, "larger_std": spread,
             "seeds": seeds,
             "claim": f"the {shallow['net']} vs {deep['net']} gap exceeds twice the larger standard deviation",
@@ -99,7 +109,7 @@ def cure_verdict(table: list[dict]) -> dict:
     for r in deeper:
         twin = plain[r["depth"]]
         gap, spread = twin["train_error"] - r["train_error"], max(twin["train_error_std"], r["train_error_std"])
-        outcomes.append(True if gap > 2 * spread else False if gap < -2 * spread else None)
+        outcomes.append(_beyond(gap, 2 * spread))
         evidence.append(f"{twin['net']} - {r['net']} = {gap:.2f} {'>' if gap > 2 * spread else '<='} "
                         f"2 x {spread:.2f}")
     noise = base["train_error_std"]
@@ -109,8 +119,7 @@ def cure_verdict(table: list[dict]) -> dict:
         evidence.append(f"{r['net']} - {base['net']} = {excess:.2f} " + (
             f"<= 2 x {noise:.2f}" if excess <= 2 * noise else f"> 2 x {spread:.2f}" if excess > 2 * spread else
             f"> 2 x {noise:.2f} ({base['net']}'s spread) but <= 2 x {spread:.2f} ({r['net']}'s)"))
-    answer = NO if False in outcomes else YES if all(outcomes) else NOT_SHOWN
-    return {"answer": answer, "claim": claim, "seeds": seeds, "evidence": "; ".join(evidence)}
+    return {"answer": _answer(outcomes), "claim": claim, "seeds": seeds, "evidence": "; ".join(evidence)}
 
 
 def budget_note(verdict: dict, iterations: int | None) -> dict:
@@ -142,13 +151,7 @@ def _weaker(a: dict, b: dict) -> bool | None:
     seeds_a, seeds_b = a.get("seed_means", [a["mean_std"]]), b.get("seed_means", [b["mean_std"]])
     if min(len(seeds_a), len(seeds_b)) < 2:
         return None
-    margin = 2 * max(statistics.stdev(seeds_a), statistics.stdev(seeds_b))
-    gap = b["mean_std"] - a["mean_std"]
-    return True if gap > margin else False if gap < -margin else None
-
-
-def _answer(outcomes: list[bool | None]) -> str:
-    return NO if False in outcomes else YES if outcomes and all(outcomes) else NOT_SHOWN
+    return _beyond(b["mean_std"] - a["mean_std"], 2 * max(statistics.stdev(seeds_a), statistics.stdev(seeds_b)))
 
 
 def _spread_note(nets: list[dict]) -> str:

@@ -80,14 +80,14 @@ def train_first_steps(net: str, batches: list, device: torch.device, precision: 
             "seconds": time.perf_counter() - start, "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def same_batches(data: str, steps: int, batch_size: int, seed: int, device: torch.device) -> list:
+def same_batches(data: str, steps: int, batch_size: int, seed: int, device: torch.device) -> tuple[list, int]:
     """``steps`` training batches of ``data`` (normalised, pad-crop and flip as the study's recipe), drawn once so
-    that both nets see the very same images in the very same order."""
+    that both nets see the very same images in the very same order; and the data's number of classes."""
     split = open_split(data, "train", limit=steps * batch_size)
     mean, std = dataset_stats(data, split.images.shape[1])
     loader = MemoryLoader(split, batch_size, device=device, mean=mean, std=std, train=True,
                           augment=Augment(4, True, 0.0), seed=seed)
-    return [(x.clone(), y.clone()) for x, y in loader.epoch(0)][:steps]
+    return [(x.clone(), y.clone()) for x, y in loader.epoch(0)][:steps], len(split.classes)
 
 
 def very_deep(depth: int = 1202, steps: int = STEPS, batch_size: int = BATCH_SIZE, seed: int = 0,
@@ -99,11 +99,10 @@ def very_deep(depth: int = 1202, steps: int = STEPS, batch_size: int = BATCH_SIZ
     make_dir(out, "output directory")
     dev = resolve_device(device)
     precision = resolve_precision("auto", dev)
-    batches = same_batches(data, steps, batch_size, seed, dev)
+    batches, classes = same_batches(data, steps, batch_size, seed, dev)
     lr = LR_AT_128 * batch_size / 128
     log(f"plain{depth} and resnet{depth}: {len(batches)} steps of {batch_size} {data} images each, the same for "
         f"both, {precision} on {dev}")
-    classes = len(open_split(data, "train", limit=1).classes)
     nets = [train_first_steps(f"{kind}{depth}", batches, dev, precision, seed, lr, log, num_classes=classes)
             for kind in ("plain", "resnet")]
     plain, residual = nets

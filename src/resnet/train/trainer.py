@@ -251,23 +251,25 @@ class Trainer:
             return self.final_test()
         if (epoch + 1) % self.cfg.eval_every and not last:
             return None
-        bn_s = self._precise_bn()
-        result = self.parts.evaluate(self._eval_model(), self.data.eval_loader.epoch(0))
-        result.seconds += bn_s
+        result = self._evaluate(self.data.eval_loader)
         if self.keeper:
             self.keeper.evaluated(result.seconds)
         return result
 
     def final_test(self) -> EvalResult:
         """The test of the final model (run once), which also gathers its most confident mistakes for the report
-        page; its BatchNorm statistics are re-estimated first, in its seconds."""
+        page."""
         if self._test is None:
-            bn_s = self._precise_bn()
             self._mistakes = MistakeCollector(len(self.data.classes), rank=self.env.rank, world=self.env.world)
-            self._test = self.parts.evaluate(self._eval_model(), self.data.test.epoch(0), tta=self.cfg.test_tta,
-                                             observe=self._mistakes)
-            self._test.seconds += bn_s
+            self._test = self._evaluate(self.data.test, tta=self.cfg.test_tta, observe=self._mistakes)
         return self._test
+
+    def _evaluate(self, loader, **options) -> EvalResult:
+        """An evaluation of the model as it is now, its BatchNorm statistics re-estimated first (in its seconds)."""
+        bn_s = self._precise_bn()
+        result = self.parts.evaluate(self._eval_model(), loader.epoch(0), **options)
+        result.seconds += bn_s
+        return result
 
 
 def train(cfg: Config, resume: str | Path | None = None, log=print, started: float | None = None) -> RunResult:
