@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ import torch
 from resnet.config import load_config, parse_duration
 from resnet.errors import UserError
 from resnet.io import load_checkpoint
-from resnet.train.budget import (EVAL_MARGIN, FINISH_SECONDS, FIT_SECONDS, MIN_STEPS, SAFETY, BudgetKeeper, Stretch,
-                                 Timings, plan_budget)
+from resnet.train.budget import (EVAL_MARGIN, FINISH_SECONDS, FIT_SECONDS, MIN_STEPS, SAFETY, BudgetKeeper,
+                                 BudgetPlan, Stretch, Timings, plan_budget, plan_run)
 from resnet.train.timing import process_start
 from resnet.train.optim import build_scheduler
 
@@ -101,6 +102,22 @@ def test_a_budget_shorter_than_an_epoch_plans_the_steps_that_fit():
     plan = plan_budget(60.0, 10.0, timings(469), "60s")
     assert MIN_STEPS <= plan.steps < 469
     assert plan.steps == timings(469).steps_that_fit(60 * (1 - SAFETY) - 10)
+
+
+def test_a_budget_of_training_alone_leaves_out_start_up_timing_and_the_final_test():
+    started = time.perf_counter() - 30.0  # 30 s of start-up already spent
+    pieces = lambda budget_s: (0.1, 4.0, 6.0)  # step, evaluation, final test: what the plan would time
+    shape = Timings(100, 1, False, 0.0, 0.0, 0.0)
+    whole = plan_run("60s", started, (0.1, "guessed"), pieces, shape, lambda v: v)
+    alone = plan_run("60s", started, (0.1, "guessed"), pieces, shape, lambda v: v, training_only=True)
+    assert whole.plan.steps == replace(shape, step_s=0.1, eval_s=4.0, test_s=6.0).steps_that_fit(
+        60 * (1 - SAFETY) - whole.plan.startup_seconds)
+    assert alone.plan.steps == replace(shape, step_s=0.1, eval_s=4.0, test_s=0.0, finish_s=0.0).steps_that_fit(
+        60 * (1 - SAFETY))  # 421 steps, against 142 when the start-up and the test are paid for
+    assert alone.plan.steps > 1.9 * whole.plan.steps
+    assert whole.spent() >= 30 and alone.spent() < 1
+    assert "start-up, the plan's timing and the final test are not counted" in alone.describe()
+    assert BudgetPlan.from_dict(asdict(alone.plan), shape).training_only  # a resumed run keeps what its budget holds
 
 
 # ------------------------------------------------------------------------- the keeper on a simulated clock (rule 2)

@@ -5,11 +5,12 @@ an old cell of another config."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from resnet.config import load_config
 from resnet.errors import UserError
-from resnet.models import model_info
 from resnet.experiments.comparison import DEFAULT_EPOCHS, DEFAULT_MODELS, model_table, plan, recipe_for
 from resnet.experiments.statements import (beats, cheaper_successors_reaching, densenet_beats_resnet, reaches,
                                            statement_lines, statements, transformer_reaches_cnns)
@@ -112,17 +113,30 @@ def test_model_table_means_over_seeds_in_order():
 
 def test_each_family_trains_its_recipe_and_the_plan_checks_first(tmp_path):
     assert recipe_for("swin_cifar") == recipe_for("convnext_cifar") == "compare-fashion-mnist-adamw"
-    adamw = {m for m in DEFAULT_MODELS if model_info(m).lineage in ("convnext", "transformer")}
-    assert adamw == {"convnext_cifar", "swin_cifar", "swin_w24_cifar"}
-    assert {recipe_for(m) for m in adamw} == {"compare-fashion-mnist-adamw"}
-    assert {recipe_for(m) for m in DEFAULT_MODELS if m not in adamw} == {"compare-fashion-mnist"}
+    by_recipe: dict[str, set[str]] = {}
+    for m in DEFAULT_MODELS:
+        by_recipe.setdefault(recipe_for(m), set()).add(m)
+    assert by_recipe == {
+        "compare-fashion-mnist": {"resnet14", "resnet20", "resnet56", "plain20"},
+        "compare-fashion-mnist-adamw": {"convnext_cifar", "swin_cifar", "swin_w24_cifar"},
+        "compare-fashion-mnist-densenet": {"densenet_bc100", "densenet_bc40"},
+        "compare-fashion-mnist-mobilenet-v2": {"mobilenet_v2_cifar", "mobilenet_v2_050_cifar",
+                                               "mobilenet_v2_035_cifar"},
+        "compare-fashion-mnist-shufflenet": {"shufflenet_v2_cifar", "shufflenet_v2_x0_5_cifar"},
+        "compare-fashion-mnist-regnet": {"regnet_x_400mf_cifar", "regnet_x_200mf_cifar"},
+        "compare-fashion-mnist-rmsprop": {"mobilenet_v3_cifar", "mnasnet0_5_cifar", "efficientnet_b0_cifar",
+                                          "efficientnet_b0_050_cifar"},
+    }
+    for recipe in by_recipe:  # each family's recipe changes the optimizer only: the comparison's length and test stay
+        cfg, base = load_config(recipe), load_config("compare-fashion-mnist")
+        assert replace(cfg, optim=base.optim, recipe=base.recipe) == base, recipe
     assert len(DEFAULT_MODELS) == 20
     cells = plan(["resnet20", "swin_cifar"], tmp_path, seeds=2)
     assert [c.name for c in cells] == ["resnet20 seed 0", "resnet20 seed 1", "swin_cifar seed 0", "swin_cifar seed 1"]
     assert all(c.cfg.epochs == DEFAULT_EPOCHS and c.cfg.budget is None and c.cfg.iterations is None for c in cells)
     assert plan(["resnet20"], tmp_path, epochs=3)[0].cfg.epochs == 3  # equal images: whole epochs for every model
     budgeted = plan(["resnet20"], tmp_path, budget="5m")[0].cfg
-    assert budgeted.budget == "5m" and budgeted.iterations is None
+    assert budgeted.budget == "5m" and budgeted.iterations is None and budgeted.budget_scope == "training"
     assert cells[2].cfg.optim.name == "adamw" and cells[0].cfg.optim.name == "nesterov"
     assert cells[3].run_dir == tmp_path / "swin_cifar-seed1" and cells[3].cfg.seed == 1
     assert plan(["resnet20"], tmp_path, extra={"iterations": 5})[0].cfg.budget is None  # a length replaces the budget

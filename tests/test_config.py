@@ -107,7 +107,7 @@ def test_dataset_specific_fields_do_not_leak_into_another_data_set(tmp_path):
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(UserError, match="optim.name must be one of sgd, nesterov, adamw, not 'lamb'"):
+    with pytest.raises(UserError, match="optim.name must be one of sgd, nesterov, adamw, rmsprop, not 'lamb'"):
         load_config(None, None, ["optim.name=lamb"])
     with pytest.raises(UserError, match="test_tta must be one of none, flip, flip-translate, 10crop"):
         load_config(None, None, ["test_tta=5crop"])

@@ -82,6 +82,8 @@ def test_registries_cover_the_config_names_exactly():
         opt = build_optimizer(nn.Linear(2, 2), load_config(None, {"optim.name": name}).optim, 0.1)
         assert type(opt).__name__.lower() == ("sgd" if name in ("sgd", "nesterov") else name)
         assert opt.defaults.get("nesterov", False) == (name == "nesterov")
+    rmsprop = build_optimizer(nn.Linear(2, 2), load_config(None, {"optim.name": "rmsprop"}).optim, 0.1).defaults
+    assert (rmsprop["alpha"], rmsprop["eps"], rmsprop["momentum"]) == (0.9, 0.0316, 0.9)  # torchvision's TF-like form
 
 
 def test_mixup_cutmix_is_a_function_of_seed_and_step():

@@ -40,10 +40,14 @@ class ModelConfig:
     kwargs: dict = field(default_factory=dict)  # passed to create_model: shortcut, zero_init_residual, ...
 
 
-OptimizerName = Literal["sgd", "nesterov", "adamw"]  # builders: resnet.train.optim.OPTIMIZERS
+OptimizerName = Literal["sgd", "nesterov", "adamw", "rmsprop"]  # builders: resnet.train.optim.OPTIMIZERS
 ScheduleName = Literal["step", "cosine", "linear", "onecycle", "constant"]  # builders: resnet.train.optim.SCHEDULES
 WarmupMode = Literal["linear", "constant"]
 TTAMode = Literal["none", "flip", "flip-translate", "10crop"]  # views: resnet.evaluate.tta_views
+# What a budget covers: the whole command, from its start to the end of the final test (a user's deadline), or only
+# the training steps and their evaluations (start-up, the plan's timing, the final test and the finish come on top:
+# runs of different models compared at equal training time).
+BudgetScope = Literal["command", "training"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class OptimConfig:
     name: OptimizerName = "sgd"
     lr: float = 0.1  # peak learning rate at lr_batch_size; scaled linearly with the global batch
     lr_batch_size: int | None = None  # the global batch `lr` is quoted for (set to the recipe's batch_size if absent)
-    momentum: float = 0.9
+    momentum: float = 0.9  # sgd, nesterov and rmsprop
     weight_decay: float = 1e-4
     no_decay_bn_bias: bool = False  # no weight decay on BN parameters and biases
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
@@ -107,6 +111,7 @@ class Config:
     epochs: int | None = 30  # ignored when iterations or budget is set
     iterations: int | None = None  # train for exactly this many optimizer steps
     budget: str | None = None  # train for as long as fits this wall-clock time (10m, 90s, 1h30m), everything included
+    budget_scope: BudgetScope = "command"  # what the budget covers (see BudgetScope)
     max_epochs: int | None = None  # a budget run stops after this many epochs even when more would fit (e.g. on a GPU)
     batch_size: int = 128  # per process; the global batch is batch_size x world size
     label_smoothing: float = 0.0

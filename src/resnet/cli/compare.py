@@ -1,4 +1,4 @@
-"""`resnet compare`: ResNet and its successors trained side by side on the same images (or the same wall budget),
+"""`resnet compare`: ResNet and its successors trained side by side on the same images (or the same training time),
 and where the tables and the figure were written."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from ..config import parse_override
 from ..experiments.comparison import DEFAULT_EPOCHS, DEFAULT_MODELS, DEFAULT_SEEDS, FAMILY_RECIPES, comparison
 
 DESCRIPTION = ("Train every MODEL on the same data and the same number of training images (whole epochs; or the same "
-               "wall budget with --budget), each with its family's recipe "
+               "training time with --budget: start-up and the final test not counted), each with its family's recipe "
                f"({', '.join(sorted(FAMILY_RECIPES))} have their own), each seed a cell that resumes after a kill and "
                "is skipped once finished; then write results.md, results.json and comparison.png with statements "
                "computed from the numbers, each with its conditions.")
@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=f"registered models (default: {' '.join(DEFAULT_MODELS)})")
     p.add_argument("--epochs", type=int, help=f"epochs of every cell: equal images (default {DEFAULT_EPOCHS})")
-    p.add_argument("--budget", help="wall time of every cell instead of equal images, e.g. 5m")
+    p.add_argument("--budget", help="training time of every cell instead of equal images, e.g. 5m (wall time of "
+                                    "its training and evaluations; start-up and the final test come on top)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"runs per model (default {DEFAULT_SEEDS})")
     p.add_argument("--data", help="data set (default: fashion-mnist)")
     p.add_argument("--out", help="comparison directory (default: runs/compare-<data>)")

@@ -1,10 +1,10 @@
 """`resnet compare`: ResNet and its successors trained side by side on one data set, every model on the same number
-of training images (a whole number of epochs; or, asked for, the same wall budget), so that the paper's "later
+of training images (a whole number of epochs; or, asked for, the same training time), so that the paper's "later
 evolutions" are measured rather than told.
 
 Each (model, seed) is a cell (:mod:`.cells`): its own run directory under the comparison's, resumed after a kill
-and skipped once finished. Every cell trains its family's recipe (:data:`FAMILY_RECIPES`, the one place a family
-gets another) with only the model, seed, data, budget and directory set. The comparison then reads each run back,
+and skipped once finished. Every cell trains its family's recipe (:data:`FAMILY_RECIPES` and :data:`MODEL_RECIPES`,
+the one place a family gets its own) with only the model, seed, data, length and directory set. The comparison then reads each run back,
 counts the model's parameters and MACs at the data's image size, and writes ``results.md``, ``results.json`` and
 ``comparison.png`` with the statements of :mod:`.statements` computed from its own numbers.
 """
@@ -34,9 +34,21 @@ from ..weights.card import card_beside
 from .cells import Cell, check_reusable, run_cell, run_length
 from .statements import statement_lines, statements
 
-DEFAULT_RECIPE = "compare-fashion-mnist"
-# The families designed with another optimizer train with their own recipe; every other model takes the default.
-FAMILY_RECIPES = {"convnext": "compare-fashion-mnist-adamw", "transformer": "compare-fashion-mnist-adamw"}
+DEFAULT_RECIPE = "compare-fashion-mnist"  # ResNet's own (and that of any family not named below)
+# Each family trains with its own paper's or torchvision's optimizer, lr per image and weight decay (the recipes cite
+# their sources); the length, schedule shape, augmentation and test are the comparison's, the same for every model.
+FAMILY_RECIPES = {
+    "densenet": "compare-fashion-mnist-densenet",
+    "mobilenet": "compare-fashion-mnist-mobilenet-v2",
+    "shufflenet": "compare-fashion-mnist-shufflenet",
+    "regnet": "compare-fashion-mnist-regnet",
+    "mnasnet": "compare-fashion-mnist-rmsprop",
+    "efficientnet": "compare-fashion-mnist-rmsprop",
+    "convnext": "compare-fashion-mnist-adamw",
+    "transformer": "compare-fashion-mnist-adamw",
+}
+# Models whose recipe is not their family's: MobileNetV3 was trained with RMSprop (torchvision's recipe), V2 with SGD.
+MODEL_RECIPES = {"mobilenet_v3": "compare-fashion-mnist-rmsprop"}
 # The committed comparison: the paper's CIFAR nets around the default (ResNet-14/20/56, plain-20) and every successor,
 # at its paper's size and small.
 DEFAULT_MODELS = ("resnet14", "resnet20", "resnet56", "plain20", *SUCCESSORS, *SMALL_SUCCESSORS)
@@ -56,15 +68,18 @@ class ModelCell(Cell):
 
 
 def recipe_for(model: str) -> str:
-    """The recipe ``model`` trains with in a comparison: its family's, or the default."""
-    return FAMILY_RECIPES.get(model_info(model).lineage, DEFAULT_RECIPE)
+    """The recipe ``model`` trains with in a comparison: its own (:data:`MODEL_RECIPES`, by name prefix), its
+    family's, or the default."""
+    own = [recipe for prefix, recipe in MODEL_RECIPES.items() if model.startswith(prefix)]
+    return own[0] if own else FAMILY_RECIPES.get(model_info(model).lineage, DEFAULT_RECIPE)
 
 
 def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, epochs: int | None = None,
          budget: str | None = None, data: str | None = None, extra: dict | None = None) -> list[ModelCell]:
     """Every (model, seed) cell, its config resolved and validated before anything trains: ``epochs`` whole epochs
-    each (default DEFAULT_EPOCHS: equal images), or a wall ``budget`` each when one is given. ``extra``: dotted
-    settings for every cell; one that sets ``iterations`` or ``epochs`` replaces both."""
+    each (default DEFAULT_EPOCHS: equal images), or a ``budget`` of training time each when one is given (start-up,
+    the plan's timing and the final test are not charged to it: a slow model's test would otherwise eat its
+    training). ``extra``: dotted settings for every cell; one that sets ``iterations`` or ``epochs`` replaces both."""
     if not models:
         raise UserError("name at least one model to compare, e.g. `resnet compare resnet20 densenet_bc100`")
     if len(set(models)) != len(models):
@@ -76,7 +91,8 @@ def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, epochs: int |
                         + (f" with --budget {budget}" if budget else ""))
     extra = dict(extra or {})
     if not any(extra.get(key) is not None for key in LENGTH_KEYS):
-        extra.update({"budget": budget} if budget else {"epochs": epochs or DEFAULT_EPOCHS})
+        extra.update({"budget": budget, "budget_scope": "training"} if budget else
+                     {"epochs": epochs or DEFAULT_EPOCHS})
     if data:
         extra["data.name"] = data
     cells = []
@@ -90,13 +106,15 @@ def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, epochs: int |
 
 
 def describe_plan(cells: list[ModelCell]) -> str:
-    """What will train, with which recipe, and for how long (a budget is wall time, everything included)."""
+    """What will train, with which recipe, and for how long (a budget is training time: each cell's start-up and
+    final test come on top of it)."""
     models = list(dict.fromkeys(c.model for c in cells))
     todo = [c for c in cells if not c.done]
     lines = [f"{len(models)} models x {len(cells) // len(models)} seed(s), {run_length(cells[0].cfg)} each; "
              f"{len(todo)} of {len(cells)} cells to train"]
     if cells[0].cfg.budget and todo:
-        lines[0] += f" (about {format_duration(len(todo) * parse_duration(cells[0].cfg.budget))})"
+        lines[0] += (f" (about {format_duration(len(todo) * parse_duration(cells[0].cfg.budget))} of training, "
+                     f"each cell's start-up and final test besides)")
     for model in models:
         lines.append(f"  {model:24s} {next(c.cfg.recipe for c in cells if c.model == model)}")
     return "\n".join(lines)
@@ -167,10 +185,11 @@ def results_markdown(table: list[dict], found: dict, meta: dict) -> str:
         f"Every model trained for {meta['length']} per seed on {meta['machine']} ({meta['precision']}); "
         f"{meta['seeds']} seed(s) each, mean ± std over seeds. Parameters and MACs at the data's images "
         f"({size}); training images per second: the images a cell trained on over its training time (its "
-        f"final test excluded), on this machine; train min: the minutes spent training (a budget also pays for "
-        f"planning, checkpoints and the final test); epochs: the images trained on, in passes over the training "
-        f"set. Training time {meta['minutes']:.1f} min summed over the cells; "
-        f"wall time {meta['wall_minutes']:.1f} min over {meta['invocations']} invocation(s) that reached the end.",
+        f"final test excluded), on this machine; train min: the minutes spent training (checkpoints included; "
+        f"a budget holds the training alone, not the start-up, the planning or the final test); epochs: the "
+        f"images trained on, in passes over the training set. Training time {meta['minutes']:.1f} min summed "
+        f"over the cells; wall time {meta['wall_minutes']:.1f} min over {meta['invocations']} invocation(s) that "
+        f"reached the end.",
         "",
         table_md, "",
         "Recipes: " + "; ".join(f"`{name}` ({', '.join(models)})" for name, models in meta["recipes"].items())
@@ -236,11 +255,11 @@ def training_curves(runs: list[dict]) -> dict[str, dict]:
 
 def conditions(cfg, runs: list[dict], meta: dict) -> str:
     """What every statement of the comparison holds under: the data, the length (the images each model trained on,
-    or its wall budget), the seeds, the machine and the precision."""
+    or its budget of training time), the seeds, the machine and the precision."""
     where = f"{meta['seeds']} seed(s) each, on {meta['machine']} ({meta['precision']})"
     if cfg.budget:
-        return (f"on {meta['data']} in {cfg.budget} of wall time per model (start-up, evaluations and the final test "
-                f"included), {where}")
+        return (f"on {meta['data']} in {cfg.budget} of training per model (wall time; start-up, planning and the "
+                f"final test not counted), {where}")
     images = sorted({round(r["steps"] * r["images_per_step"]) for r in runs if r.get("images_per_step")})
     seen = f"{images[0]:,} training images" if len(images) == 1 else "the same epochs"
     return f"on {meta['data']} at equal images ({seen}, {run_length(cfg)}, per model), {where}"

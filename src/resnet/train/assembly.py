@@ -124,7 +124,8 @@ def plan_length(cfg: Config, where: Placement, parts: Parts, saved: dict, starte
         return Length(keeper.end, keeper, size)
     guess = (probe.step_seconds(cfg.batch_size), f"timed at batch {probe.batch} and scaled to {cfg.batch_size}")
     plan = partial(plan_run, cfg.budget, started, guess, partial(time_pieces, cfg, where, parts), shape,
-                   where.agree, max_steps=cfg.max_epochs * spe if cfg.max_epochs else None)
+                   where.agree, max_steps=cfg.max_epochs * spe if cfg.max_epochs else None,
+                   training_only=cfg.budget_scope == "training")
     full = getattr(data.train, "crop_size", None)
     if not (cfg.data.fit_resolution and full):
         keeper = plan()

@@ -1,5 +1,6 @@
 """Time-budgeted training (``--budget 10m``): as many steps as fit a wall-clock budget that covers everything, from
-the command's start to the end of the final test. The rules:
+the command's start to the end of the final test (or, with ``budget_scope: training``, the training steps and their
+evaluations alone: start-up, the plan's timing and the final test are not counted). The rules:
 
 1. Plan: a few training steps, an evaluation pass and the final test are timed on a copy of the model in at most
    PROBE_SHARE of the budget; the run gets the steps that fit in (1 - SAFETY) of what start-up left, with the periodic
@@ -91,6 +92,7 @@ class BudgetPlan:
     startup_seconds: float  # seconds from the command's start to the plan: data, model, timing
     probe_seconds: float = 0.0  # seconds the timing took (at most PROBE_SHARE of the budget)
     max_steps: int | None = None  # the run ends here even when more would fit (``max_epochs``)
+    training_only: bool = False  # the budget holds the training and its evaluations alone (budget_scope: training)
 
     @property
     def epochs(self) -> float:
@@ -104,7 +106,7 @@ class BudgetPlan:
                                      "test_s": saved["test_seconds"], "finish_s": FINISH_SECONDS}
         timings = replace(shape, step_s=t["step_s"], eval_s=t["eval_s"], test_s=t["test_s"], finish_s=t["finish_s"])
         return cls(saved["steps"], timings, saved["startup_seconds"], saved.get("probe_seconds", 0.0),
-                   saved.get("max_steps"))
+                   saved.get("max_steps"), saved.get("training_only", False))
 
 
 def least_budget(spent_s: float, timings: Timings) -> int:
@@ -157,21 +159,27 @@ def time_the_run(step: Callable, untimed: int, train_batches, evaluate_pass: Cal
 
 
 def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pieces: Callable, shape: Timings,
-             agree: Callable[[list[float]], list[float]], max_steps: int | None = None) -> BudgetKeeper:
+             agree: Callable[[list[float]], list[float]], max_steps: int | None = None,
+             training_only: bool = False) -> BudgetKeeper:
     """Rule 1 for a fresh run of ``shape`` (its times are not read): refused at once when start-up (from the
     ``time.perf_counter()`` reading ``started``) or a first ``guess`` of the step time (seconds, how it was found)
     leaves no room; else ``time_pieces(budget_s)`` gives the step, evaluation and test times to plan from. Every
-    process follows rank 0's numbers (``agree``). The run never goes past ``max_steps``."""
+    process follows rank 0's numbers (``agree``). The run never goes past ``max_steps``. ``training_only``: the
+    budget holds the training and its evaluations alone, so start-up, the timing, the final test and the finish are
+    planned as taking no time of it."""
     budget_s = parse_duration(budget_text)
     guess_s, spent = agree([guess[0], time.perf_counter() - started])
+    spent *= not training_only
     refuse_slow_step(budget_s, spent, guess_s, budget_text, guess[1])
     probe_start = time.perf_counter()
     times = time_pieces(budget_s)
     now = time.perf_counter()
     step_s, eval_s, test_s, spent, probe_s = agree([*times, now - started, now - probe_start])
-    plan = plan_budget(budget_s, spent, replace(shape, step_s=step_s, eval_s=eval_s, test_s=test_s), budget_text,
-                       max_steps)
-    plan.probe_seconds = probe_s
+    timings = replace(shape, step_s=step_s, eval_s=eval_s, test_s=test_s)
+    if training_only:
+        spent, timings = 0.0, replace(timings, test_s=0.0, finish_s=0.0)
+    plan = plan_budget(budget_s, spent, timings, budget_text, max_steps)
+    plan.probe_seconds, plan.training_only = probe_s, training_only
     return BudgetKeeper(budget_s, plan, agree)
 
 
@@ -196,7 +204,8 @@ class BudgetKeeper:
         self._mark_t, self._mark_step = self.clock(), step
 
     def spent(self) -> float:
-        """Seconds of the budget used so far: start-up, then training, evaluations and tests, across resumes."""
+        """Seconds of the budget used so far: start-up (unless the budget holds training alone), then training,
+        evaluations and tests, across resumes."""
         return self.spent_before + self.clock() - self._t0
 
     def left(self) -> float:
@@ -269,10 +278,13 @@ class BudgetKeeper:
         p, t = self.plan, self.plan.timings
         changed = "" if self.end == p.steps else f" (now {self.end:,})"
         capped = f" (max_epochs: at most {p.max_steps:,})" if p.max_steps else ""
+        counted = (f", {t.test_s:.3g} s for the final test and {p.startup_seconds:.3g} s of start-up "
+                   f"({p.probe_seconds:.2g} s of it timing) measured here" if not p.training_only else
+                   " measured here; the budget holds the training and its evaluations alone (start-up, the plan's "
+                   "timing and the final test are not counted)")
         return (f"budget {format_duration(self.budget_s)}: {p.steps:,} steps{changed}{capped}, planned from "
-                f"{t.step_s:.3g} s per step, {t.eval_s:.3g} s per evaluation, {t.test_s:.3g} s for the final test and "
-                f"{p.startup_seconds:.3g} s of start-up ({p.probe_seconds:.2g} s of it timing) measured here; the lr "
-                f"schedule ends at the last step")
+                f"{t.step_s:.3g} s per step, {t.eval_s:.3g} s per evaluation{counted}; the lr schedule ends at the "
+                f"last step")
 
 
 class Stretch:

@@ -41,12 +41,20 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool) 
 
 # ------------------------------------------------------------------------------------------------------ optimizers
 
+# RMSprop as the MobileNetV3, MnasNet and EfficientNet recipes use it (TensorFlow's RMSProp with decay 0.9 and
+# epsilon 1e-3), in torch's form as torchvision's reference scripts give it: alpha 0.9, and epsilon sqrt(1e-3), since
+# TensorFlow adds epsilon inside the square root and torch outside.
+RMSPROP_ALPHA = 0.9
+RMSPROP_EPS = 0.0316
+
 OptimizerBuilder = Callable[[list[dict], OptimConfig, float], torch.optim.Optimizer]
 
 OPTIMIZERS: dict[str, OptimizerBuilder] = {
     "sgd": lambda groups, cfg, lr: torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=False),
     "nesterov": lambda groups, cfg, lr: torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True),
     "adamw": lambda groups, cfg, lr: torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas)),
+    "rmsprop": lambda groups, cfg, lr: torch.optim.RMSprop(groups, lr=lr, momentum=cfg.momentum, alpha=RMSPROP_ALPHA,
+                                                           eps=RMSPROP_EPS),
 }
 
 

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..runs import step_checkpoints
 from ..writes import free_bytes, human_bytes
 
-OPTIMIZER_SLOTS = {"sgd": 1, "nesterov": 1, "adamw": 2}  # tensors of optimizer state per parameter tensor
+OPTIMIZER_SLOTS = {"sgd": 1, "nesterov": 1, "adamw": 2, "rmsprop": 2}  # tensors of optimizer state per parameter tensor
 EXTRA_BYTES = 5_000_000  # logs, run.json, figures, the report page with its thumbnails: a few MB at most
 
 
