@@ -110,7 +110,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     epochs: int | None = 30  # ignored when iterations or budget is set
     iterations: int | None = None  # train for exactly this many optimizer steps
-    budget: str | None = None  # train for as long as fits this wall-clock time (10m, 90s, 1h30m), everything included
+    budget: str | None = None  # train for as long as fits this wall-clock time (10m, 90s, 1h30m): see budget_scope
     budget_scope: BudgetScope = "command"  # what the budget covers (see BudgetScope)
     max_epochs: int | None = None  # a budget run stops after this many epochs even when more would fit (e.g. on a GPU)
     batch_size: int = 128  # per process; the global batch is batch_size x world size

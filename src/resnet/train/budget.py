@@ -169,7 +169,8 @@ def plan_run(budget_text: str, started: float, guess: tuple[float, str], time_pi
     planned as taking no time of it."""
     budget_s = parse_duration(budget_text)
     guess_s, spent = agree([guess[0], time.perf_counter() - started])
-    spent *= not training_only
+    if training_only:
+        spent = 0.0
     refuse_slow_step(budget_s, spent, guess_s, budget_text, guess[1])
     probe_start = time.perf_counter()
     times = time_pieces(budget_s)
