@@ -28,13 +28,14 @@ from train_run import run_train  # noqa: E402
 from resnet.device import cpu_summary  # noqa: E402
 from resnet.experiments.comparison import DEFAULT_RECIPE, SMALL_SUCCESSORS, recipe_for  # noqa: E402
 from resnet.table import format_table  # noqa: E402
+from resnet.train.log import read_jsonl  # noqa: E402
 
 HOLD_OUT = 5000  # training images held out: Fashion-MNIST's 60,000 minus these train
 
 
 def holdout_top1(run_dir: Path) -> float:
     """The run's last evaluation on its held-out images (top-1 %)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     return [r["val_top1"] for r in rows if r.get("val_top1") is not None and r.get("eval_set") == "val"][-1]
 
 
@@ -63,7 +64,7 @@ def main() -> None:
     p.add_argument("--table", action="store_true", help="print the table of the results so far and stop")
     args = p.parse_args()
     log = args.work / "results.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    records = read_jsonl(log)  # a line torn by a kill is dropped: its run is continued
     if not args.table:
         args.work.mkdir(parents=True, exist_ok=True)
         done = {(r["model"], r["recipe"], r["seed"], r["epochs"], r.get("train_limit")) for r in records}

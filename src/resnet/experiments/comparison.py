@@ -70,8 +70,8 @@ class ModelCell(Cell):
 def recipe_for(model: str) -> str:
     """The recipe ``model`` trains with in a comparison: its own (:data:`MODEL_RECIPES`, by name prefix), its
     family's, or the default."""
-    own = [recipe for prefix, recipe in MODEL_RECIPES.items() if model.startswith(prefix)]
-    return own[0] if own else FAMILY_RECIPES.get(model_info(model).lineage, DEFAULT_RECIPE)
+    own = next((recipe for prefix, recipe in MODEL_RECIPES.items() if model.startswith(prefix)), None)
+    return own or FAMILY_RECIPES.get(model_info(model).lineage, DEFAULT_RECIPE)
 
 
 def plan(models: list[str], out: Path, seeds: int = DEFAULT_SEEDS, epochs: int | None = None,
