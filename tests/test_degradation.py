@@ -307,6 +307,35 @@ def test_figure_6_of_residual_nets_alone_has_one_panel(tmp_path):
     assert one[0] < two[0] * 0.6 and one[1] == two[1]
 
 
+def test_figure_6_zooms_to_the_second_half_of_training_unless_a_net_does_not_train():
+    import matplotlib.pyplot as plt
+
+    from resnet.plots import degradation_figure
+
+    def net(depth, kind, end):  # starts near chance, ends at ``end``; the test error a point above
+        steps = list(range(100, 2600, 100))
+        train = [90.0 * (end / 90.0) ** (i / 24) for i in range(25)]
+        return {"kind": kind, "depth": depth, "steps": steps, "train_error": train,
+                "test_steps": steps[4::5], "test_error": [t + 1.0 for t in train[4::5]]}
+
+    close = {"resnet20": net(20, "resnet", 6.8), "resnet56": net(56, "resnet", 6.5)}  # a 0.3-point result
+    fig = degradation_figure(close)
+    try:
+        low, high = fig.axes[0].get_ylim()
+        late = [v for c in close.values() for v in c["train_error"][12:] + c["test_error"][2:]]
+        assert low <= min(late) and high >= max(late)  # every value of the second half is on the axis
+        assert high - low < 30 and high < 40  # ... and the axis is theirs, not 0-60 with the first iterations
+        assert "zoomed" in fig.axes[0].get_ylabel()
+    finally:
+        plt.close(fig)
+    stuck = {**close, "plain110": {**net(110, "plain", 89.9)}}  # a net that does not train is shown whole
+    fig = degradation_figure(stuck)
+    try:
+        assert fig.axes[0].get_ylim() == (0.0, 100.0) and "zoomed" not in fig.axes[0].get_ylabel()
+    finally:
+        plt.close(fig)
+
+
 def test_figure_7_turns_logarithmic_when_one_net_responds_far_more_than_another(tmp_path, monkeypatch):
     """An untrained plain-110's responses reach thousands while the others stay near 1: on a linear axis the others
     would lie flat at 0, so the axis is logarithmic (and stays linear for responses of one order of magnitude)."""

@@ -94,13 +94,19 @@ def _depth_colours(depths) -> dict[int, tuple]:
 
 
 def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = "") -> None:
+    """Figure 6 of the paper, written to ``path``: see :func:`degradation_figure`."""
+    _save(degradation_figure(curves_by_net, title), path, 130)
+
+
+def degradation_figure(curves_by_net: dict[str, dict], title: str = "") -> plt.Figure:
     """Figure 6 of the paper: plain nets left, residual nets right (one panel where only one kind was trained);
     thin = training error, bold = test error.
 
     ``curves_by_net`` maps a net name to a dict of plain data: ``kind`` ("plain" or "resnet"), ``depth``, ``steps``
     and ``train_error`` (the running training error %), ``test_steps`` and ``test_error`` (%), each the mean over
     seeds; optional ``train_low``/``train_high`` and ``test_low``/``test_high`` (the seeds' range) are drawn as a
-    shaded band. One colour per depth."""
+    shaded band. One colour per depth. The error axis is zoomed to the second half of training (:func:`_late_range`),
+    where the nets are told apart; the first iterations run off its top."""
     colours = _depth_colours(c["depth"] for c in curves_by_net.values())
     kinds = [k for k in ("plain", "resnet") if any(c["kind"] == k for c in curves_by_net.values())]
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), sharey=True, squeeze=False)
@@ -123,15 +129,42 @@ def plot_degradation(curves_by_net: dict[str, dict], path: Path, title: str = ""
         if ax.get_legend_handles_labels()[0]:
             ax.legend(title="bold: test, thin: train")
     axes[0].set_ylabel("error (%)")
-    # The first evaluations of a deep net can be near chance: cut the axis at 60% so that the nets that train stay
-    # readable, unless a net ends above 50% (plain-110 does not train at all): then show it whole.
-    ends = [c[key][-1] for c in curves_by_net.values() for key in ("train_error", "test_error") if c.get(key)]
-    top = max(ax.get_ylim()[1] for ax in axes)
-    axes[0].set_ylim(0, min(top, 100 if max(ends, default=0) > 50 else 60))
+    zoom = _late_range(curves_by_net.values())
+    if zoom:
+        axes[0].set_ylim(*zoom)
+    if zoom and zoom != (0.0, 100.0):
+        axes[0].set_ylabel("error (%), zoomed to the second half of training")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path, 130)
+    return fig
+
+
+def _late_range(curves) -> tuple[float, float] | None:
+    """The error axis's limits for Figure 6: every value drawn in the second half of training (bands included),
+    with a margin of a tenth of their span (at least half a point), so that a gap of tenths of a point between
+    nets that end near each other can be seen. 0-100% when a net ends above 50%: a net that does not train
+    (plain-110) is shown whole, from chance down. None when nothing is drawn."""
+    late, ends = [], []
+    for c in curves:
+        for steps_key, keys in (("steps", ("train_error", "train_low", "train_high")),
+                                ("test_steps", ("test_error", "test_low", "test_high"))):
+            steps = c.get(steps_key) or []
+            if not steps:
+                continue
+            half = steps[-1] / 2
+            for key in keys:
+                values = c.get(key) or []
+                late += [v for s, v in zip(steps, values) if s >= half]
+            if c.get(keys[0]):
+                ends.append(c[keys[0]][-1])
+    if not late:
+        return None
+    if max(ends) > 50:
+        return 0.0, 100.0
+    low, high = min(late), max(late)
+    pad = max(0.1 * (high - low), 0.5)
+    return max(0.0, low - pad), min(100.0, high + pad)
 
 
 def _net_style(net: dict) -> dict:
