@@ -94,6 +94,15 @@ def test_recipe_base_inheritance_and_user_file(tmp_path):
         load_config("cifar10-resnet57-paper")
 
 
+def test_a_directory_named_as_a_recipe_does_not_hide_it(tmp_path, monkeypatch):
+    """`resnet compare` run from runs/ writes runs/compare-fashion-mnist: the recipe of that name still loads there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "compare-fashion-mnist").mkdir()
+    assert load_config("compare-fashion-mnist").recipe == "compare-fashion-mnist"
+    with pytest.raises(UserError, match="config file missing.yaml does not exist"):
+        load_config("missing.yaml")
+
+
 def test_dataset_specific_fields_do_not_leak_into_another_data_set(tmp_path):
     """A recipe that holds out 5,000 Fashion-MNIST images; a run of it on a folder of 180 photos must not."""
     recipe = tmp_path / "held-out.yaml"
