@@ -316,16 +316,18 @@ def comparison_figure(models: list[dict], curves: dict[str, dict], title: str = 
     fig, axes = plt.subplots(2, 2, figsize=(14, 11))
     for ax, key, label in ((axes[0, 0], "images", "training images seen"),
                            (axes[0, 1], "seconds", "training time (s)")):
+        ends = []
         for m in models:
             curve = curves.get(m["model"])
             if curve and curve[key]:
                 colour = colours[m["lineage"]]
                 ax.plot(curve[key], curve["train_error"], "-", color=colour, lw=1, alpha=0.8)
                 ax.plot(curve[key][-1], curve["test_error"], "o", color=colour, ms=5)
-                ax.annotate(m["model"], (curve[key][-1], curve["test_error"]), textcoords="offset points",
-                            xytext=(4, 0), fontsize=7, va="center")
+                ends.append((curve[key][-1], curve["test_error"], m["model"]))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.margins(x=0.12)  # room for the names of the last points
+        name_points(ax, ends, fontsize=7)  # models that end level (the same images, similar errors) stay readable
         _label_log_axis(ax.yaxis, *ax.get_ylim())
         ax.set_xlabel(f"{label}, log scale")
         ax.set_ylabel("error (%): training, per log window; test, the point")
