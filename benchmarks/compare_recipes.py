@@ -29,6 +29,7 @@ from resnet.device import cpu_summary  # noqa: E402
 from resnet.experiments.comparison import DEFAULT_RECIPE, SMALL_SUCCESSORS, recipe_for  # noqa: E402
 from resnet.table import format_table  # noqa: E402
 from resnet.train.log import read_jsonl  # noqa: E402
+from resnet.writes import append_line  # noqa: E402
 
 HOLD_OUT = 5000  # training images held out: Fashion-MNIST's 60,000 minus these train
 
@@ -88,8 +89,7 @@ def main() -> None:
                               "train_limit": args.train_limit, "top1": holdout_top1(run_dir), "wall": wall,
                               "machine": cpu_summary(), "precision": results.get("precision")}
                     records.append(record)
-                    with log.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
+                    append_line(log, json.dumps(record), "results")  # a kill leaves whole lines only
     print(table([r for r in records if (r["epochs"], r.get("train_limit")) == (args.epochs, args.train_limit)]))
 
 

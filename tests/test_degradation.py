@@ -328,7 +328,7 @@ def test_figure_6_zooms_to_the_second_half_of_training_unless_a_net_does_not_tra
         assert "zoomed" in fig.axes[0].get_ylabel()
     finally:
         plt.close(fig)
-    stuck = {**close, "plain110": {**net(110, "plain", 89.9)}}  # a net that does not train is shown whole
+    stuck = {**close, "plain110": net(110, "plain", 89.9)}  # a net that does not train is shown whole
     fig = degradation_figure(stuck)
     try:
         assert fig.axes[0].get_ylim() == (0.0, 100.0) and "zoomed" not in fig.axes[0].get_ylabel()

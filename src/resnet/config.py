@@ -151,11 +151,11 @@ def recipe_path(name_or_path: str) -> Path:
     """A shipped recipe name (``cifar10-resnet56-paper``) or a path to a YAML file. A directory that happens to
     bear a recipe's name (``resnet compare`` writes runs/compare-fashion-mnist) does not hide the recipe."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
-            raise UserError(f"config file {name_or_path} does not exist; give a YAML file or a recipe name "
-                            f"from `resnet recipes`")
+    if path.is_file():
         return path
+    if path.suffix in (".yaml", ".yml"):
+        raise UserError(f"config file {name_or_path} does not exist; give a YAML file or a recipe name "
+                        f"from `resnet recipes`")
     candidate = RECIPE_DIR / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate

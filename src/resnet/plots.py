@@ -132,8 +132,9 @@ def degradation_figure(curves_by_net: dict[str, dict], title: str = "") -> plt.F
     zoom = _late_range(curves_by_net.values())
     if zoom:
         axes[0].set_ylim(*zoom)
-    if zoom and zoom != (0.0, 100.0):
         axes[0].set_ylabel("error (%), zoomed to the second half of training")
+    else:  # a net that does not train (plain-110) is shown whole, from chance down
+        axes[0].set_ylim(0.0, 100.0)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -143,8 +144,7 @@ def degradation_figure(curves_by_net: dict[str, dict], title: str = "") -> plt.F
 def _late_range(curves) -> tuple[float, float] | None:
     """The error axis's limits for Figure 6: every value drawn in the second half of training (bands included),
     with a margin of a tenth of their span (at least half a point), so that a gap of tenths of a point between
-    nets that end near each other can be seen. 0-100% when a net ends above 50%: a net that does not train
-    (plain-110) is shown whole, from chance down. None when nothing is drawn."""
+    nets that end near each other can be seen. None (no zoom) when a net ends above 50% or nothing is drawn."""
     late, ends = [], []
     for c in curves:
         for steps_key, keys in (("steps", ("train_error", "train_low", "train_high")),
@@ -158,10 +158,8 @@ def _late_range(curves) -> tuple[float, float] | None:
                 late += [v for s, v in zip(steps, values) if s >= half]
             if c.get(keys[0]):
                 ends.append(c[keys[0]][-1])
-    if not late:
+    if not late or max(ends) > 50:
         return None
-    if max(ends) > 50:
-        return 0.0, 100.0
     low, high = min(late), max(late)
     pad = max(0.1 * (high - low), 0.5)
     return max(0.0, low - pad), min(100.0, high + pad)
