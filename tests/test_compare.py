@@ -65,7 +65,7 @@ def test_densenet_against_the_resnet_of_nearest_parameters():
              row("resnet56", "resnet", 92.0, 0.2, params=853_000),
              row("densenet_bc100", "densenet", 93.0, 0.3, params=769_000)]
     s = densenet_beats_resnet(table)
-    assert s["answer"] == "yes" and s["resnet"] == "resnet56"  # nearest in parameters, and not the plain net
+    assert s["answer"] == "yes" and s["pairs"] == [["densenet_bc100", "resnet56"]]  # nearest, and not the plain net
     assert "beats resnet56 92.00 ± 0.20" in s["evidence"]
     assert statement_lines({"d": s})[0].startswith("- DenseNet (densenet_bc100) beats the ResNet of about its "
                                                  "parameters (resnet56): **yes** (densenet_bc100 93.00 ± 0.30")
@@ -79,6 +79,16 @@ def test_densenet_against_the_resnet_of_nearest_parameters():
     s = densenet_beats_resnet(lost)
     assert s["answer"] == "no" and "is beaten by resnet56" in s["evidence"]
     assert densenet_beats_resnet(table[:3])["answer"] == "n/a"
+    # Every DenseNet is paired, smallest first, whatever the table's order: yes only when each beats its ResNet.
+    both = [row("densenet_bc40", "densenet", 91.8, 0.1, params=176_000)] + table
+    s = densenet_beats_resnet(both)
+    assert s["answer"] == "yes" and s["pairs"] == [["densenet_bc40", "resnet20"], ["densenet_bc100", "resnet56"]]
+    assert s["claim"] == "DenseNet (densenet_bc40, densenet_bc100) beats the ResNet of about its parameters " \
+                         "(resnet20, resnet56)"
+    mixed = [row("densenet_bc40", "densenet", 91.1, 0.1, params=176_000)] + table  # 0.1 above, margin 0.4
+    s = densenet_beats_resnet(mixed)
+    assert s["answer"] == "not shown" and "densenet_bc40 91.10 ± 0.10 (176,000 parameters) is within the spread " \
+                                          "of resnet20" in s["evidence"] and "beats resnet56" in s["evidence"]
 
 
 def test_the_transformer_against_the_cnns():
@@ -92,6 +102,10 @@ def test_the_transformer_against_the_cnns():
     s = transformer_reaches_cnns(one_seed)
     assert s["answer"] == "not shown" and "one seed" in s["evidence"]
     assert transformer_reaches_cnns(table[:2])["answer"] == "n/a"
+    # With several transformers the most accurate answers, wherever it stands in the table.
+    two = [row("swin_w24_cifar", "transformer", 80.0, 0.5)] + close
+    s = transformer_reaches_cnns(two)
+    assert s["answer"] == "yes" and s["transformer"] == "swin_cifar" and "(the best of 2 transformers)" in s["evidence"]
     lines = statement_lines(statements(table, "after 2 epochs of 55,000 images, 2 seeds"))
     assert len(lines) == 4 and lines[3].startswith("- The transformer reaches the CNNs (resnet20's accuracy), after "
                                                    "2 epochs of 55,000 images, 2 seeds: **no**")
