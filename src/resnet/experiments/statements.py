@@ -87,8 +87,8 @@ def densenet_beats_resnet(table: list[dict]) -> dict:
     won = [beats(d, twin) for d, twin in pairs]
     lost = [beats(twin, d) for d, twin in pairs]
 
-    def pair_evidence(d: dict, twin: dict, w: bool, l: bool) -> str:
-        relation = "beats" if w else ("is beaten by" if l else "is within the spread of")
+    def pair_evidence(d: dict, twin: dict, d_won: bool, d_lost: bool) -> str:
+        relation = "beats" if d_won else ("is beaten by" if d_lost else "is within the spread of")
         return (f"{_fmt(d)} ({d['params']:,} parameters) {relation} {_fmt(twin)} ({twin['params']:,}); "
                 f"margin 2 x {max(d['top1_std'], twin['top1_std']):.2f}")
 
@@ -96,7 +96,7 @@ def densenet_beats_resnet(table: list[dict]) -> dict:
     return {"answer": _answer(all(won), all(lost), *rows), "pairs": [[d["model"], t["model"]] for d, t in pairs],
             "claim": (f"DenseNet ({', '.join(d['model'] for d, _ in pairs)}) beats the ResNet of about its "
                       f"parameters ({', '.join(t['model'] for _, t in pairs)})"),
-            "evidence": "; ".join(pair_evidence(d, t, w, l) for (d, t), w, l in zip(pairs, won, lost))
+            "evidence": "; ".join(pair_evidence(d, t, w, lo) for (d, t), w, lo in zip(pairs, won, lost))
             + _seeds_note(*rows)}
 
 
