@@ -84,19 +84,17 @@ def densenet_beats_resnet(table: list[dict]) -> dict:
         return {"answer": NOT_MEASURED, "claim": "DenseNet beats the ResNet of about its parameters",
                 "evidence": "needs a DenseNet and a ResNet in the comparison"}
     pairs = [(d, min(resnets, key=lambda r: abs(r["params"] - d["params"]))) for d in dense]
-    won = [beats(d, twin) for d, twin in pairs]
-    lost = [beats(twin, d) for d, twin in pairs]
-
-    def pair_evidence(d: dict, twin: dict, d_won: bool, d_lost: bool) -> str:
-        relation = "beats" if d_won else ("is beaten by" if d_lost else "is within the spread of")
-        return (f"{_fmt(d)} ({d['params']:,} parameters) {relation} {_fmt(twin)} ({twin['params']:,}); "
-                f"margin 2 x {max(d['top1_std'], twin['top1_std']):.2f}")
-
+    relations = ["beats" if beats(d, twin) else ("is beaten by" if beats(twin, d) else "is within the spread of")
+                 for d, twin in pairs]
     rows = [r for pair in pairs for r in pair]
-    return {"answer": _answer(all(won), all(lost), *rows), "pairs": [[d["model"], t["model"]] for d, t in pairs],
+    return {"answer": _answer(all(r == "beats" for r in relations), all(r == "is beaten by" for r in relations),
+                              *rows),
+            "pairs": [[d["model"], t["model"]] for d, t in pairs],
             "claim": (f"DenseNet ({', '.join(d['model'] for d, _ in pairs)}) beats the ResNet of about its "
                       f"parameters ({', '.join(t['model'] for _, t in pairs)})"),
-            "evidence": "; ".join(pair_evidence(d, t, w, lo) for (d, t), w, lo in zip(pairs, won, lost))
+            "evidence": "; ".join(f"{_fmt(d)} ({d['params']:,} parameters) {relation} {_fmt(t)} ({t['params']:,}); "
+                                  f"margin 2 x {max(d['top1_std'], t['top1_std']):.2f}"
+                                  for (d, t), relation in zip(pairs, relations))
             + _seeds_note(*rows)}
 
 
@@ -111,7 +109,7 @@ def transformer_reaches_cnns(table: list[dict], baseline: str = BASELINE) -> dic
     if vit is None or base is None:
         return {"answer": NOT_MEASURED, "claim": claim,
                 "evidence": f"needs a transformer and {baseline} in the comparison"}
-    cnns = sorted((r for r in table if r["lineage"] != "transformer"), key=lambda r: -r["top1"])
+    cnns = [r for r in table if r["lineage"] != "transformer"]
     below = sum(r["top1"] > vit["top1"] for r in cnns)
     answer = _answer(reaches(vit, base), True, vit, base)
     best = f" (the best of {len(vits)} transformers)" if len(vits) > 1 else ""
